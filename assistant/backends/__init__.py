@@ -1,0 +1,69 @@
+"""Backend registry: `provider:model` strings to embedders and chat models, imported lazily."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .base import ChatModel, Embedder
+
+EMBEDDER_PROVIDERS = ("local", "openai", "openai-compatible", "fake")
+LLM_PROVIDERS = ("local", "openai", "openai-compatible", "fake")
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """Split 'provider:model' into its parts."""
+    provider, sep, model = spec.partition(":")
+    if not sep or not provider:
+        raise ConfigError(f"'{spec}' is not a provider:model string (e.g. 'local:qwen2.5-coder-1.5b')")
+    return provider, model
+
+
+def get_embedder(settings: "Settings") -> "Embedder":
+    """Build the embedder named by `settings.embedder`."""
+    provider, model = split_spec(settings.embedder)
+    factories: dict[str, Callable[[], "Embedder"]] = {}
+
+    def local() -> "Embedder":
+        from .embedders import LocalEmbedder
+        return LocalEmbedder(model, settings)
+
+    def openai() -> "Embedder":
+        from .embedders import OpenAIEmbedder
+        return OpenAIEmbedder(model, settings, compatible=provider == "openai-compatible")
+
+    def fake() -> "Embedder":
+        from .fakes import FakeEmbedder
+        return FakeEmbedder(model)
+
+    factories = {"local": local, "openai": openai, "openai-compatible": openai, "fake": fake}
+    if provider not in factories:
+        raise ConfigError(f"unknown embedder provider '{provider}'; use one of: {', '.join(EMBEDDER_PROVIDERS)}")
+    return factories[provider]()
+
+
+_LLM_CACHE: dict[tuple, "ChatModel"] = {}
+
+
+def get_llm(settings: "Settings") -> "ChatModel":
+    """Build (once per process and configuration) the chat model named by `settings.llm`."""
+    provider, model = split_spec(settings.llm)
+    key = (settings.llm, settings.openai_base_url, settings.n_ctx, settings.n_threads, settings.cache_dir)
+    if key in _LLM_CACHE:
+        return _LLM_CACHE[key]
+    if provider == "local":
+        from .llms import LocalChatModel
+        llm: "ChatModel" = LocalChatModel(model, settings)
+    elif provider in ("openai", "openai-compatible"):
+        from .llms import OpenAIChatModel
+        llm = OpenAIChatModel(model, settings, compatible=provider == "openai-compatible")
+    elif provider == "fake":
+        from .fakes import FakeChatModel
+        llm = FakeChatModel(model)
+    else:
+        raise ConfigError(f"unknown model provider '{provider}'; use one of: {', '.join(LLM_PROVIDERS)}")
+    _LLM_CACHE[key] = llm
+    return llm

@@ -1,0 +1,109 @@
+"""Sentence-aware chunking with overlap; every chunk is a verbatim slice of the source text."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from .cleaning import keep_spans
+
+_ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "sen", "rep", "gov", "gen", "lt", "col", "st", "jr", "sr",
+    "inc", "ltd", "co", "corp", "no", "vs", "etc", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
+    "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "e.g", "i.e", "a.m", "p.m",
+}
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
+_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A [start, end) slice of the source text."""
+
+    start: int
+    end: int
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Split text[start:end] into sentence spans; line breaks also end sentences."""
+    end = len(text) if end is None else end
+    spans: list[Span] = []
+    for line in re.finditer(r"[^\n]+", text[start:end]):
+        ls, le = start + line.start(), start + line.end()
+        cursor = ls
+        for match in _END.finditer(text, ls, le):
+            word = re.search(r"([\w.]+)[.!?][\"'”’)\]]*$", text[cursor:match.end()])
+            if word and text[match.start()] == "." and (
+                    word.group(1).lower() in _ABBREVIATIONS or len(word.group(1)) == 1):
+                continue
+            nxt = text[match.end():le].lstrip()
+            if nxt and nxt[0].islower():
+                continue
+            _append(text, spans, cursor, match.end())
+            cursor = match.end()
+        _append(text, spans, cursor, le)
+    return spans
+
+
+def _append(text: str, spans: list[Span], s: int, e: int) -> None:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    if e > s:
+        spans.append(Span(s, e))
+
+
+def _hard_split(text: str, span: Span, size: int) -> list[Span]:
+    # A "sentence" longer than a chunk (a huge line) is cut at whitespace near the limit.
+    out: list[Span] = []
+    s = span.start
+    while span.end - s > size:
+        cut = text.rfind(" ", s + size // 2, s + size)
+        cut = cut if cut > s else s + size
+        out.append(Span(s, cut))
+        s = cut
+        while s < span.end and text[s].isspace():
+            s += 1
+    if span.end > s:
+        out.append(Span(s, span.end))
+    return out
+
+
+@dataclass(frozen=True)
+class RawChunk:
+    """A chunk before it gets ids and metadata."""
+
+    start: int
+    end: int
+    text: str
+
+
+def chunk_text(text: str, size: int, overlap: int) -> list[RawChunk]:
+    """Clean and chunk `text`: sentences packed up to `size` chars, `overlap` chars repeated."""
+    chunks: list[RawChunk] = []
+    for block_start, block_end in keep_spans(text):
+        sentences: list[Span] = []
+        for sentence in split_sentences(text, block_start, block_end):
+            sentences.extend(_hard_split(text, sentence, size))
+        i = 0
+        while i < len(sentences):
+            j = i
+            while j + 1 < len(sentences) and sentences[j + 1].end - sentences[i].start <= size:
+                j += 1
+            s, e = sentences[i].start, sentences[j].end
+            chunks.append(RawChunk(s, e, text[s:e]))
+            if j + 1 >= len(sentences):
+                break
+            # Step back over trailing sentences that fit in the overlap budget.
+            k = j + 1
+            while k - 1 > i and sentences[j].end - sentences[k - 1].start <= overlap:
+                k -= 1
+            i = k
+    return chunks
+
+
+def content_hash(text: str) -> str:
+    """Short content hash of a chunk's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,0 +1,259 @@
+"""Command line: prints, parses and picks exit codes; everything else lives in the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+
+from .errors import AssistantError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Answer questions about a folder of news articles, with citations.")
+eval_app = typer.Typer(add_completion=False, invoke_without_command=True, pretty_exceptions_enable=False,
+                       help="Run the evaluation suite, or compare two runs.")
+app.add_typer(eval_app, name="eval")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def boundary(func: F) -> F:
+    """The one error boundary: AssistantError becomes a message and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except AssistantError as exc:
+            _err(f"error: {exc}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(**overrides: Any) -> Any:
+    from .settings import Settings
+
+    return Settings.from_env(**overrides)
+
+
+def _progress_callback() -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
+    # A bar only on a terminal: pipes and CI logs stay clean.
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.progress import Progress
+
+    progress = Progress(transient=True)
+    task = progress.add_task("indexing", total=None)
+    progress.start()
+
+    def update(done: int, total: int, name: str) -> None:
+        progress.update(task, completed=done, total=total, description=f"indexing {name[:40]}")
+
+    return update, progress.stop
+
+
+def _parse_filters(files: Optional[list[str]], since: Optional[str], until: Optional[str]) -> Any:
+    from .retrieval import Filters
+
+    return Filters(files=tuple(files or ()), date_from=since or "", date_to=until or "")
+
+
+IndexDir = typer.Option(None, "--index-dir", help="Where indexes live (default ./index, or ASSISTANT_INDEX_DIR).")
+
+
+@app.command()
+@boundary
+def index(
+    path: Optional[str] = typer.Argument(None, help="Folder of articles (default: the sample corpus)."),
+    index_dir: Optional[str] = IndexDir,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Clean, chunk and embed a folder of articles into the index (incremental)."""
+    from .indexing import build_index
+
+    settings = _settings(index_dir=index_dir)
+    update, stop = _progress_callback()
+    try:
+        report = build_index(path, settings=settings, progress=update)
+    finally:
+        stop()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+        return
+    typer.echo(f"indexed {path or settings.corpus_dir} into {report.index_path}: {report.added} added, "
+               f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged; "
+               f"{report.chunks} chunks in the index")
+    for skipped in report.skipped:
+        typer.echo(f"  skipped {skipped.file}: {skipped.reason}")
+
+
+@app.command("search")
+@boundary
+def search_cmd(
+    text: str = typer.Argument(..., help="What to look for."),
+    k: int = typer.Option(5, "--k", help="How many passages."),
+    file: Optional[list[str]] = typer.Option(None, "--file", help="Only this file (repeatable)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only articles dated on/after YYYY-MM-DD."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only articles dated on/before YYYY-MM-DD."),
+    index_dir: Optional[str] = IndexDir,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the top passages for a query (retrieval only, no language model)."""
+    from .retrieval import search
+
+    passages = search(text, _settings(index_dir=index_dir), k=k, filters=_parse_filters(file, since, until))
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in passages], ensure_ascii=False))
+        return
+    if not passages:
+        typer.echo("no passages found")
+    for n, p in enumerate(passages, 1):
+        typer.echo(f"{n}. {p.file} [{p.start}:{p.end}] score {p.score:.4f}")
+        typer.echo("   " + " ".join(p.text.split())[:400])
+
+
+def _print_answer(answer: Any) -> None:
+    typer.echo(answer.answer)
+    if answer.declined and answer.sources:
+        typer.echo("\nClosest passages:")
+        for p in answer.sources[:3]:
+            typer.echo(f"  - {p.file} [{p.start}:{p.end}]: {' '.join(p.text.split())[:200]}")
+    if answer.citations:
+        typer.echo("\nSources:")
+        for c in answer.citations:
+            mark = " (inferred)" if c.inferred else ""
+            typer.echo(f"  [{c.label}] {c.file} [{c.start}:{c.end}]{mark}: \"{' '.join(c.quote.split())}\"")
+    if answer.unsupported_sentences:
+        typer.echo("\nNot supported by the cited passage (check before relying on it):")
+        for sentence in answer.unsupported_sentences:
+            typer.echo(f"  ! {sentence}")
+
+
+@app.command()
+@boundary
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model, e.g. local:qwen2.5-coder-0.5b, openai:gpt-4o-mini."),
+    file: Optional[list[str]] = typer.Option(None, "--file", help="Only this file (repeatable)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only articles dated on/after YYYY-MM-DD."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only articles dated on/before YYYY-MM-DD."),
+    index_dir: Optional[str] = IndexDir,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Answer a question from the indexed articles, with citations."""
+    from .answering import Assistant
+
+    assistant = Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err)
+    answer = assistant.ask(question, filters=_parse_filters(file, since, until))
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+    else:
+        _print_answer(answer)
+
+
+@app.command()
+@boundary
+def chat(
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model."),
+    index_dir: Optional[str] = IndexDir,
+) -> None:
+    """A conversation in the terminal: /sources, /reset, /exit. Reads one question per line from a pipe."""
+    from .answering import Assistant
+    from .chat import ChatSession
+
+    interactive = sys.stdin.isatty()
+    session = ChatSession(Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err))
+    if interactive:
+        typer.echo("Ask about the articles. Commands: /sources /reset /exit")
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            session.reset()
+            typer.echo("(history cleared)")
+            continue
+        if line == "/sources":
+            last = session.last_answer
+            if last is None:
+                typer.echo("(no answer yet)")
+            else:
+                for p in last.sources:
+                    typer.echo(f"  - {p.file} [{p.start}:{p.end}]: {' '.join(p.text.split())[:200]}")
+            continue
+        if not interactive:
+            typer.echo(f"> {line}")
+        answer = None
+        for event in session.stream(line):
+            if isinstance(event, str):
+                typer.echo(event, nl=False)
+            else:
+                answer = event
+        typer.echo("")
+        if answer is not None and (answer.citations or answer.unsupported_sentences):
+            for c in answer.citations:
+                typer.echo(f"  [{c.label}] {c.file}: \"{' '.join(c.quote.split())[:160]}\"")
+
+
+@eval_app.callback()
+@boundary
+def eval_run(
+    ctx: typer.Context,
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="JSONL gold set (default: the sample set)."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model to evaluate."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N cases."),
+    baseline: bool = typer.Option(False, "--baseline", help="Evaluate stock LlamaIndex CitationQueryEngine instead."),
+    index_dir: Optional[str] = IndexDir,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Evaluate the assistant on a gold dataset and write a run folder under evals/runs/."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .evaluate.runner import run_eval
+
+    settings = _settings(index_dir=index_dir, llm=llm)
+    update, stop = _progress_callback()
+    try:
+        report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update)
+    finally:
+        stop()
+    if as_json:
+        typer.echo(json.dumps(report.summary, ensure_ascii=False))
+    else:
+        typer.echo(report.markdown)
+        typer.echo(f"\nrun written to {report.run_dir}")
+
+
+@eval_app.command("compare")
+@boundary
+def eval_compare(run_a: str = typer.Argument(...), run_b: str = typer.Argument(...)) -> None:
+    """Print each metric's change between two runs, and the questions that flipped."""
+    from .evaluate.compare import compare_runs
+
+    typer.echo(compare_runs(run_a, run_b))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

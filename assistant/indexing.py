@@ -1,0 +1,281 @@
+"""Write path: read, clean, chunk and embed a folder of articles into Chroma, incrementally."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .backends import get_embedder
+from .chunking import chunk_text, content_hash
+from .cleaning import guess_title, keep_spans
+from .errors import AssistantError, IndexLockedError, InputError, StoreError
+from .loaders import METADATA_FILE, SkipFile, date_to_epoch, load_document, read_metadata
+from .settings import Settings
+from .store import IndexLocation, locate, open_collection, read_manifest, store_error, write_json_atomic
+from .types import Chunk, IndexReport, SkippedFile
+
+ProgressFn = Callable[[int, int, str], None]
+# Files are committed to the store in groups: a crash loses at most one group's work.
+GROUP_CHUNKS = 256
+
+
+@dataclass
+class _Pending:
+    rel: str
+    file_hash: str
+    chunks: list[Chunk]
+    is_update: bool
+
+
+def walk_corpus(root: Path) -> Iterator[tuple[Path, str, str | None]]:
+    """Yield (path, relative name, skip reason or None); never leaves the corpus root."""
+    root_real = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for dirname in list(dirnames):
+            full = Path(dirpath) / dirname
+            if full.is_symlink():
+                dirnames.remove(dirname)
+                yield full, full.relative_to(root).as_posix(), "symlinked folder not followed"
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if rel == METADATA_FILE:
+                continue
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root_real):
+                    yield path, rel, "symlink pointing outside the corpus folder"
+                    continue
+            yield path, rel, None
+
+
+def file_digest(path: Path, meta: dict[str, str] | None) -> str:
+    """Hash of a file's bytes plus its metadata entry (a new date re-indexes the file)."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    if meta:
+        h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def chunk_id(rel: str, file_hash: str, chunk_no: int) -> str:
+    """Stable id: the same file content always yields the same ids."""
+    return hashlib.sha256(f"{rel}\0{file_hash}\0{chunk_no}".encode()).hexdigest()[:32]
+
+
+def make_chunks(rel: str, text: str, file_hash: str, title: str, date: str, settings: Settings) -> list[Chunk]:
+    """Clean and chunk a document's text into Chunk records."""
+    title = title or guess_title(text, keep_spans(text)) or Path(rel).stem
+    epoch = date_to_epoch(date)
+    return [
+        Chunk(id=chunk_id(rel, file_hash, n), file=rel, text=raw.text, start=raw.start, end=raw.end,
+              chunk_no=n, title=title, date=date, date_epoch=epoch, content_hash=content_hash(raw.text))
+        for n, raw in enumerate(chunk_text(text, settings.chunk_size, settings.chunk_overlap))
+    ]
+
+
+class IndexLock:
+    """An exclusive, non-blocking lock on an index folder that names its holder."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".lock"
+        self._fh: Any = None
+
+    def __enter__(self) -> "IndexLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise IndexLockedError(
+                f"another indexing run is writing {self.path.parent} ({holder}); "
+                "wait for it to finish, then run `assistant index` again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.seek(0)
+            self._fh.truncate()
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+
+
+def build_index(path: str | Path | None = None, settings: Settings | None = None,
+                progress: ProgressFn | None = None) -> IndexReport:
+    """Index a folder of articles incrementally and return what changed."""
+    settings = settings or Settings.from_env()
+    root = Path(path) if path is not None else Path(settings.corpus_dir)
+    if not root.exists():
+        raise InputError(f"path not found: {root} (give a folder of .txt, .md, .html or .pdf articles)")
+    if not root.is_dir():
+        raise InputError(f"{root} is a file, not a folder: give the folder that holds the articles")
+    started = time.perf_counter()
+    loc = locate(settings)
+    with IndexLock(loc.root):
+        report = _run(root, settings, loc, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressFn | None) -> IndexReport:
+    report = IndexReport(index_path=str(loc.root))
+    manifest = read_manifest(loc) or {}
+    files: dict[str, Any] = dict(manifest.get("files", {}))
+    metadata = read_metadata(root)
+    collection = open_collection(loc, create=True)
+    base_manifest = {"fingerprint": loc.fingerprint, "embedder": settings.embedder,
+                     "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
+                     "corpus": str(root.resolve())}
+    seen: set[str] = set()
+    candidates = list(walk_corpus(root))
+    pending: list[_Pending] = []
+    pending_chunks = 0
+    embedder = None
+
+    def flush() -> None:
+        nonlocal pending, pending_chunks, embedder
+        if not pending:
+            return
+        embedder = embedder or get_embedder(settings)
+        _commit(collection, embedder, pending, files, loc, base_manifest, settings)
+        for item in pending:
+            report.embedded_chunks += len(item.chunks)
+        pending, pending_chunks = [], 0
+
+    for done, (path, rel, reason) in enumerate(candidates, 1):
+        if progress:
+            progress(done, len(candidates), rel)
+        if reason:
+            report.skipped.append(SkippedFile(rel, reason))
+            continue
+        meta = metadata.get(rel)
+        try:
+            digest = file_digest(path, meta)
+        except OSError as exc:
+            report.skipped.append(SkippedFile(rel, f"cannot be read ({exc.strerror or exc})"))
+            if rel in files:
+                seen.add(rel)
+            continue
+        old = files.get(rel)
+        if old and old.get("hash") == digest:
+            seen.add(rel)
+            report.unchanged += 1
+            continue
+        try:
+            doc = load_document(path, rel, settings.max_file_bytes, meta)
+            chunks = make_chunks(rel, doc.text, digest, doc.title, doc.date, settings)
+            if not chunks:
+                raise SkipFile("no article text left after cleaning")
+        except SkipFile as exc:
+            reason_text = str(exc)
+            if old:
+                seen.add(rel)  # the previous good version stays searchable
+                reason_text += "; previous version kept in the index"
+            report.skipped.append(SkippedFile(rel, reason_text))
+            continue
+        seen.add(rel)
+        if old:
+            report.updated += 1
+        else:
+            report.added += 1
+        pending.append(_Pending(rel, digest, chunks, bool(old)))
+        pending_chunks += len(chunks)
+        if pending_chunks >= GROUP_CHUNKS:
+            flush()
+    flush()
+    removed = [rel for rel in files if rel not in seen]
+    for rel in removed:
+        del files[rel]
+    report.removed = len(removed)
+    try:
+        write_json_atomic(loc.manifest_path, {**base_manifest, "files": files})
+    except OSError as exc:
+        raise store_error(exc, loc) from None
+    _collect_garbage(collection, files, loc)
+    report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
+    return report
+
+
+def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation) -> None:
+    # Chunks the manifest does not name (removed files, old versions, a run killed before its
+    # manifest flip) are invisible to readers; deleting them here keeps the store tidy.
+    valid = {i for entry in files.values() for i in entry.get("ids", [])}
+    try:
+        stored = collection.get(include=[])["ids"]
+    except Exception as exc:
+        raise store_error(exc, loc) from None
+    _delete_ids(collection, [i for i in stored if i not in valid], loc)
+
+
+def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict[str, Any],
+            loc: IndexLocation, base_manifest: dict[str, Any], settings: Settings) -> None:
+    # Order matters for crash safety: new chunks go in first (readers ignore them until the
+    # manifest names their file hash), then the manifest flips, then old chunks are deleted.
+    chunks = [c for item in pending for c in item.chunks]
+    texts = [c.text for c in chunks]
+    vectors: list[list[float]] = []
+    for i in range(0, len(texts), settings.embed_batch_size):
+        vectors.extend(embedder.embed(texts[i:i + settings.embed_batch_size]))
+    file_hash = {item.rel: item.file_hash for item in pending}
+    metadatas = [{"file": c.file, "title": c.title, "date": c.date, "date_epoch": c.date_epoch,
+                  "start": c.start, "end": c.end, "chunk_no": c.chunk_no, "content_hash": c.content_hash,
+                  "file_hash": file_hash[c.file]} for c in chunks]
+    try:
+        for i in range(0, len(chunks), 1000):
+            collection.upsert(ids=[c.id for c in chunks[i:i + 1000]], embeddings=vectors[i:i + 1000],
+                              documents=texts[i:i + 1000], metadatas=metadatas[i:i + 1000])
+    except AssistantError:
+        raise
+    except Exception as exc:
+        raise store_error(exc, loc) from None
+    stale: list[str] = []
+    for item in pending:
+        old = files.get(item.rel)
+        new_ids = [c.id for c in item.chunks]
+        if old:
+            stale.extend(i for i in old.get("ids", []) if i not in set(new_ids))
+        files[item.rel] = {"hash": item.file_hash, "ids": new_ids}
+    try:
+        write_json_atomic(loc.manifest_path, {**base_manifest, "files": files})
+    except OSError as exc:
+        raise store_error(exc, loc) from None
+    _delete_ids(collection, stale, loc)
+
+
+def _delete_ids(collection: Any, ids: list[str], loc: IndexLocation) -> None:
+    if not ids:
+        return
+    try:
+        for i in range(0, len(ids), 1000):
+            collection.delete(ids=ids[i:i + 1000])
+    except Exception as exc:
+        raise store_error(exc, loc) from None
+
+
+def index_exists(settings: Settings) -> bool:
+    """True when an index with files has been built for these settings."""
+    try:
+        manifest = read_manifest(locate(settings))
+    except StoreError:
+        return False
+    return bool(manifest and manifest.get("files"))

@@ -1,0 +1,186 @@
+"""Read article files (.txt, .md, .html, .pdf) into text with title and date, or say why not."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+METADATA_FILE = "metadata.json"
+
+
+class SkipFile(Exception):
+    """Raised by a loader when a file cannot be indexed; the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """A readable article: `text` is what offsets point into (the file itself for .txt/.md)."""
+
+    file: str
+    text: str
+    kind: str
+    title: str = ""
+    date: str = ""
+
+    @property
+    def date_epoch(self) -> int:
+        """Publication date as seconds since the epoch (0 when unknown)."""
+        return date_to_epoch(self.date)
+
+
+def date_to_epoch(date: str) -> int:
+    """Convert an ISO date (YYYY-MM-DD...) to epoch seconds, 0 when empty or invalid."""
+    if not date:
+        return 0
+    # Partial dates (YYYY-MM, YYYY) stand for their first day.
+    padded = (date[:10] + "-01-01"[len(date[:10]) - 4:]) if len(date[:10]) in (4, 7) else date[:10]
+    try:
+        parsed = datetime.fromisoformat(padded)
+    except ValueError:
+        return 0
+    return int(parsed.replace(tzinfo=timezone.utc).timestamp())
+
+
+def read_metadata(root: Path) -> dict[str, dict[str, str]]:
+    """Read the optional `metadata.json` at the corpus root: {relative file: {date, title}}."""
+    path = root / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files", data) if isinstance(data, dict) else {}
+    return {k: v for k, v in files.items() if isinstance(v, dict)}
+
+
+def decode_text(raw: bytes) -> str:
+    """Decode bytes as text, refusing binary data and undecodable bytes."""
+    if not raw.strip():
+        raise SkipFile("empty file")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise SkipFile("invalid UTF-16 text") from None
+    else:
+        if b"\x00" in raw[:8192]:
+            raise SkipFile("binary content (NUL bytes), not text")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = _decode_legacy(raw)
+    controls = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
+    if controls > max(2, len(text) // 100):
+        raise SkipFile("does not look like text (too many control characters)")
+    if not text.strip():
+        raise SkipFile("empty file")
+    return text
+
+
+def _decode_legacy(raw: bytes) -> str:
+    # Windows-1252 is the usual non-UTF-8 encoding of news text; accept it only when the
+    # high bytes read like letters and punctuation, else the file is noise.
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        raise SkipFile("not valid UTF-8 and not readable as Windows-1252 text") from None
+    high = [ch for ch in text if ord(ch) > 127]
+    if len(high) > max(8, len(text) // 20):
+        raise SkipFile("not valid UTF-8 (too many undecodable bytes)")
+    return text
+
+
+def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | None = None) -> Document:
+    """Load one file; raises SkipFile with the reason when it cannot be indexed."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise SkipFile(f"unsupported file type '{suffix or path.name}'")
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise SkipFile("empty file")
+        if size > max_bytes:
+            raise SkipFile(f"larger than the size limit ({size} > {max_bytes} bytes; raise ASSISTANT_MAX_FILE_BYTES)")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SkipFile(f"cannot be read ({exc.strerror or exc})") from None
+    meta = meta or {}
+    if suffix in (".html", ".htm"):
+        from .html_text import html_to_text
+        try:
+            text, title, date = html_to_text(decode_text(raw))
+        except RecursionError:
+            raise SkipFile("HTML nested too deeply to parse") from None
+        kind = "html"
+    elif suffix == ".pdf":
+        text, title, date = _pdf_text(raw)
+        kind = "pdf"
+    else:
+        text = decode_text(raw)
+        title, date = _front_matter(text) if suffix != ".txt" else ("", "")
+        kind = "md" if suffix != ".txt" else "txt"
+    if not text.strip():
+        raise SkipFile("no article text found")
+    date = meta.get("date") or date or _date_in_text(text)
+    title = meta.get("title") or title
+    return Document(file=rel, text=text, kind=kind, title=title, date=date)
+
+
+_FRONT = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+
+
+def _front_matter(text: str) -> tuple[str, str]:
+    match = _FRONT.match(text)
+    if not match:
+        return "", ""
+    fields = dict(
+        (k.strip().lower(), v.strip().strip("\"'"))
+        for k, _, v in (line.partition(":") for line in match.group(1).splitlines()) if v
+    )
+    return fields.get("title", ""), _iso(fields.get("date", ""))
+
+
+_MONTHS = ("january february march april may june july august september october november december").split()
+_DATE_LINE = re.compile(
+    r"^(?:published|updated|posted|date)\s*[:\-]?\s*(?:on\s+)?(.{6,40})$", re.I | re.M)
+
+
+def _date_in_text(text: str) -> str:
+    # Only an explicit dateline counts; a date mentioned in the story is not its publication date.
+    match = _DATE_LINE.search(text[:2000])
+    return _iso(match.group(1)) if match else ""
+
+
+def _iso(value: str) -> str:
+    value = value.strip().rstrip(".")
+    iso = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
+    if iso:
+        return iso.group(0)
+    words = re.match(r"([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})", value)
+    if words and words.group(1).lower() in _MONTHS:
+        return f"{int(words.group(3)):04d}-{_MONTHS.index(words.group(1).lower()) + 1:02d}-{int(words.group(2)):02d}"
+    words = re.match(r"(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", value)
+    if words and words.group(2).lower() in _MONTHS:
+        return f"{int(words.group(3)):04d}-{_MONTHS.index(words.group(2).lower()) + 1:02d}-{int(words.group(1)):02d}"
+    return ""
+
+
+def _pdf_text(raw: bytes) -> tuple[str, str, str]:
+    import io
+
+    try:
+        from pypdf import PdfReader
+    except ImportError:
+        raise SkipFile("PDF support needs pypdf: pip install pypdf") from None
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = str((reader.metadata or {}).get("/Title") or "")
+    except Exception as exc:  # pypdf raises many types on broken files
+        raise SkipFile(f"unreadable PDF ({type(exc).__name__})") from None
+    return "\n\n".join(p.strip() for p in pages if p.strip()), title, ""

@@ -1,0 +1,144 @@
+"""Settings: the only module that reads the environment (prefix ASSISTANT_)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+
+
+def resource_dir(name: str) -> Path:
+    """Locate a shipped folder (prompts, articles): inside the wheel, else in the checkout."""
+    for candidate in (PACKAGE_DIR / "_data" / name, REPO_DIR / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"shipped folder '{name}' not found next to the package; reinstall the assistant")
+
+
+def _default_corpus() -> str:
+    try:
+        return str(resource_dir("articles"))
+    except ConfigError:
+        return "articles"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the assistant; build with `Settings.from_env()` or directly."""
+
+    corpus_dir: str = field(default_factory=_default_corpus)
+    index_dir: str = "index"
+    chroma_url: str = ""
+    collection: str = "articles"
+    embedder: str = "local:all-MiniLM-L6-v2"
+    llm: str = "local:qwen2.5-coder-1.5b"
+    openai_api_key: str = field(default="", repr=False)
+    openai_base_url: str = ""
+    request_timeout: float = 60.0
+    max_retries: int = 3
+    cache_dir: str = field(default_factory=lambda: str(Path.home() / ".cache" / "assistant"))
+    # Chunking (characters; sentences are never split unless longer than chunk_size).
+    chunk_size: int = 700
+    chunk_overlap: int = 150
+    max_file_bytes: int = 5_000_000
+    embed_batch_size: int = 64
+    # Retrieval.
+    top_k: int = 4
+    dense_k: int = 20
+    bm25_k: int = 20
+    rrf_k: int = 60
+    # Prompt budget: sentences kept per question (the local model reads ~63 tokens/s).
+    max_context_sentences: int = 8
+    max_answer_tokens: int = 160
+    # Local model runtime.
+    n_threads: int = 2
+    n_ctx: int = 4096
+    temperature: float = 0.0
+    # Chat history kept verbatim (older turns are dropped from the prompt).
+    history_turns: int = 4
+
+    _ENV = {
+        "corpus_dir": "ASSISTANT_CORPUS",
+        "index_dir": "ASSISTANT_INDEX_DIR",
+        "chroma_url": "ASSISTANT_CHROMA_URL",
+        "collection": "ASSISTANT_COLLECTION",
+        "embedder": "ASSISTANT_EMBEDDER",
+        "llm": "ASSISTANT_LLM",
+        "openai_api_key": "OPENAI_API_KEY",
+        "openai_base_url": "ASSISTANT_OPENAI_BASE_URL",
+        "request_timeout": "ASSISTANT_REQUEST_TIMEOUT",
+        "max_retries": "ASSISTANT_MAX_RETRIES",
+        "cache_dir": "ASSISTANT_CACHE_DIR",
+        "chunk_size": "ASSISTANT_CHUNK_SIZE",
+        "chunk_overlap": "ASSISTANT_CHUNK_OVERLAP",
+        "max_file_bytes": "ASSISTANT_MAX_FILE_BYTES",
+        "embed_batch_size": "ASSISTANT_EMBED_BATCH_SIZE",
+        "top_k": "ASSISTANT_TOP_K",
+        "dense_k": "ASSISTANT_DENSE_K",
+        "bm25_k": "ASSISTANT_BM25_K",
+        "rrf_k": "ASSISTANT_RRF_K",
+        "max_context_sentences": "ASSISTANT_MAX_CONTEXT_SENTENCES",
+        "max_answer_tokens": "ASSISTANT_MAX_ANSWER_TOKENS",
+        "n_threads": "ASSISTANT_THREADS",
+        "n_ctx": "ASSISTANT_CTX",
+        "temperature": "ASSISTANT_TEMPERATURE",
+        "history_turns": "ASSISTANT_HISTORY_TURNS",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read settings from the environment, then apply explicit overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for name, var in cls._ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _coerce(name, var, raw, types[name])
+        if not values.get("openai_base_url") and env.get("OPENAI_BASE_URL"):
+            values["openai_base_url"] = env["OPENAI_BASE_URL"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def validate(self) -> None:
+        """Reject values that cannot work."""
+        if self.chunk_size < 100:
+            raise ConfigError("chunk_size must be at least 100 characters (ASSISTANT_CHUNK_SIZE)")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ConfigError("chunk_overlap must be >= 0 and below chunk_size (ASSISTANT_CHUNK_OVERLAP)")
+        if self.top_k < 1:
+            raise ConfigError("top_k must be at least 1 (ASSISTANT_TOP_K)")
+        for spec, var in ((self.embedder, "ASSISTANT_EMBEDDER"), (self.llm, "ASSISTANT_LLM")):
+            if ":" not in spec:
+                raise ConfigError(f"'{spec}' is not a provider:model string; set {var} like 'local:...' or 'openai:...'")
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to write to run folders: secrets are never included."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out["openai_api_key"] = "set" if self.openai_api_key else ""
+        return out
+
+
+def _coerce(name: str, var: str, raw: str, typ: Any) -> Any:
+    kind = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r} is not a valid {kind} for setting '{name}'") from None
+    return raw

@@ -1,0 +1,38 @@
+"""Small text helpers shared by retrieval, citations and the fakes: tokens and stopwords."""
+
+from __future__ import annotations
+
+import re
+
+STOPWORDS = frozenset("""
+a an the and or but if of to in on at by for with from as is are was were be been being it its
+this that these those he she they them his her their our we you your i me my do does did done
+what which who whom whose when where why how whats there here than then so not no yes can could
+would should will shall may might must have has had having about into over after before under
+again further once all any both each few more most other some such only own same too very just
+also said says say tell told according up down out off during while until against between
+""".split())
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens with possessives stripped."""
+    out = []
+    for tok in _TOKEN.findall(text.lower()):
+        tok = re.sub(r"['’]s$", "", tok)
+        out.append(tok)
+    return out
+
+
+def stem(token: str) -> str:
+    """A light suffix stripper: enough to match visit/visits/visited, meet/meeting."""
+    for suffix in ("ings", "ing", "ed", "es", "s"):
+        if len(token) > len(suffix) + 3 and token.endswith(suffix):
+            return token[: -len(suffix)]
+    return token
+
+
+def content_terms(text: str) -> list[str]:
+    """Stemmed tokens without stopwords."""
+    return [stem(t) for t in tokens(text) if t not in STOPWORDS]

@@ -1,0 +1,132 @@
+"""Plain data types shared across layers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One indexed passage with offsets into its source text."""
+
+    id: str
+    file: str
+    text: str
+    start: int
+    end: int
+    chunk_no: int
+    title: str = ""
+    date: str = ""
+    date_epoch: int = 0
+    content_hash: str = ""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved passage with its score."""
+
+    file: str
+    start: int
+    end: int
+    text: str
+    score: float
+    chunk_id: str = ""
+    title: str = ""
+    date: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for `--json` output."""
+        return {"file": self.file, "score": round(self.score, 6), "start": self.start,
+                "end": self.end, "text": self.text}
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A citation label resolved by code to a verbatim quote in a file."""
+
+    label: str
+    file: str
+    start: int
+    end: int
+    quote: str
+    inferred: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for `--json` output."""
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """The result of one `ask()`: text, citations, decline flag, sources and timings."""
+
+    question: str
+    answer: str
+    declined: bool
+    citations: list[Citation] = field(default_factory=list)
+    sources: list[Passage] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    unsupported_sentences: list[str] = field(default_factory=list)
+    uncited_sentences: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    standalone_question: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for `--json` output."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "declined": self.declined,
+            "citations": [c.to_dict() for c in self.citations],
+            "sources": [s.to_dict() for s in self.sources],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "unsupported_sentences": self.unsupported_sentences,
+            "uncited_sentences": self.uncited_sentences,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+@dataclass
+class SkippedFile:
+    """A file the indexer did not index, and why."""
+
+    file: str
+    reason: str
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did; counts are files, `chunks` is the index total."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    embedded_chunks: int = 0
+    index_path: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape fixed by the CLI contract."""
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "chunks": self.chunks,
+            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+        }
+
+
+@dataclass
+class Completion:
+    """Text returned by a chat model with token usage."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
