@@ -15,6 +15,7 @@ _ABBREVIATIONS = {
 }
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
 _END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
+_NEXT_CHAR = re.compile(r"\s*(\S)")
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,13 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[S
         ls, le = start + line.start(), start + line.end()
         cursor = ls
         for match in _END.finditer(text, ls, le):
-            word = re.search(r"([\w.]+)[.!?][\"'”’)\]]*$", text[cursor:match.end()])
+            # Look back a word's length only: slicing from `cursor` is quadratic on long lines.
+            word = re.search(r"([\w.]+)[.!?][\"'”’)\]]*$", text[max(cursor, match.start() - 40):match.end()])
             if word and text[match.start()] == "." and (
-                    word.group(1).lower() in _ABBREVIATIONS or len(word.group(1)) == 1):
+                    word.group(1).lower() in _ABBREVIATIONS or (len(word.group(1)) == 1 and word.group(1).isalpha())):
                 continue
-            nxt = text[match.end():le].lstrip()
-            if nxt and nxt[0].islower():
+            nxt = _NEXT_CHAR.match(text, match.end(), le)
+            if nxt and nxt.group(1).islower():
                 continue
             _append(text, spans, cursor, match.end())
             cursor = match.end()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 # Bump when the rules change: the version is part of the index fingerprint.
-CLEANING_VERSION = "2"
+CLEANING_VERSION = "3"
 
 _UI_WORDS = re.compile(
     r"Icon|Chevron|Artboard|Created with Sketch|PathLayer|Path Layer|ArrowIcon|Facebook|LinkedIn|"
@@ -17,12 +17,16 @@ _UI_WORDS = re.compile(
 # A line that opens a trailing promotional block: everything after it is dropped until a
 # paragraph long enough to be article prose appears again.
 _PROMO_START = re.compile(
-    r"^\s*(Sponsored Content|Advertisement|Related (Articles|Stories|Coverage)|Read more:?|"
+    r"^\s*(Sponsored Content|Related (Articles|Stories|Coverage)|Read more:?|"
     r"Recommended( for you)?|Most (Read|Popular)|Discover the all[- ]new .*app|Download (our|the) app.*|"
     r"Sign up for .*newsletter.*|Subscribe( now)?( to .*)?)\s*$", re.I)
 _PROMO_LINE = re.compile(
     r"(About Sponsored Content|This content was commissioned by|Sign up for|Subscribe to|"
     r"Download the app|Free access for everyone|Find out more|Click here)", re.I)
+# Ad slots sit between paragraphs of the story: drop the line only, not what follows it.
+_AD_LINE = re.compile(r"^\s*(Advertisement|ADVERTISEMENT|Ad|Story continues below( this)? advertisement)\s*$", re.I)
+# YAML front matter of Markdown files is metadata (read by the loader), not prose.
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n---[ \t]*(\r?\n|\Z)", re.S)
 _CAPTION_CREDIT = re.compile(r"\((Kyodo|Reuters|AP|AFP|Xinhua|Getty Images|EPA|Bloomberg|File photo)\)\s*$", re.I)
 _PROSE_MIN = 200
 
@@ -44,9 +48,10 @@ def keep_spans(text: str) -> list[tuple[int, int]]:
     """
     spans: list[tuple[int, int]] = []
     in_promo = False
-    pos = 0
+    front = _FRONT_MATTER.match(text)
+    pos = front.end() if front else 0
     current: list[int] | None = None
-    for raw_line in text.splitlines(keepends=True):
+    for raw_line in text[pos:].splitlines(keepends=True):
         start, end = pos, pos + len(raw_line)
         pos = end
         line = raw_line.strip()
@@ -61,7 +66,8 @@ def keep_spans(text: str) -> list[tuple[int, int]]:
         if not drop and _PROMO_START.match(line):
             in_promo, drop = True, True
         if not drop:
-            drop = _is_ui_line(line) or _is_caption(line) or bool(_PROMO_LINE.search(line) and len(line) < _PROSE_MIN)
+            drop = (_is_ui_line(line) or _is_caption(line) or bool(_AD_LINE.match(line))
+                    or bool(_PROMO_LINE.search(line) and len(line) < _PROSE_MIN))
         if drop:
             if current:
                 spans.append((current[0], current[1]))

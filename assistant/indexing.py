@@ -10,13 +10,13 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .backends import get_embedder
 from .chunking import chunk_text, content_hash
 from .cleaning import guess_title, keep_spans
-from .errors import AssistantError, IndexLockedError, InputError, StoreError
-from .loaders import METADATA_FILE, SkipFile, date_to_epoch, load_document, read_metadata
+from .errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, StoreError
+from .loaders import METADATA_FILE, SkipFile, check_file, date_to_epoch, load_document, read_metadata
 from .settings import Settings
 from .store import IndexLocation, locate, open_collection, read_manifest, store_error, write_json_atomic
 from .types import Chunk, IndexReport, SkippedFile
@@ -34,9 +34,13 @@ class _Pending:
     is_update: bool
 
 
-def walk_corpus(root: Path) -> Iterator[tuple[Path, str, str | None]]:
-    """Yield (path, relative name, skip reason or None); never leaves the corpus root."""
+def walk_corpus(root: Path, exclude: Iterable[Path] = ()) -> Iterator[tuple[Path, str, str | None]]:
+    """Yield (path, relative name, skip reason or None); never leaves the corpus root.
+
+    Folders in `exclude` (the index itself, when it lives inside the corpus) are not entered.
+    """
     root_real = root.resolve()
+    excluded = {Path(p).resolve() for p in exclude}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for dirname in list(dirnames):
@@ -44,6 +48,8 @@ def walk_corpus(root: Path) -> Iterator[tuple[Path, str, str | None]]:
             if full.is_symlink():
                 dirnames.remove(dirname)
                 yield full, full.relative_to(root).as_posix(), "symlinked folder not followed"
+            elif excluded and full.resolve() in excluded:
+                dirnames.remove(dirname)
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -147,7 +153,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
                      "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
                      "corpus": str(root.resolve())}
     seen: set[str] = set()
-    candidates = list(walk_corpus(root))
+    candidates = list(walk_corpus(root, exclude=[Path(settings.index_dir)]))
     pending: list[_Pending] = []
     pending_chunks = 0
     embedder = None
@@ -169,19 +175,18 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
             report.skipped.append(SkippedFile(rel, reason))
             continue
         meta = metadata.get(rel)
-        try:
-            digest = file_digest(path, meta)
-        except OSError as exc:
-            report.skipped.append(SkippedFile(rel, f"cannot be read ({exc.strerror or exc})"))
-            if rel in files:
-                seen.add(rel)
-            continue
         old = files.get(rel)
-        if old and old.get("hash") == digest:
-            seen.add(rel)
-            report.unchanged += 1
-            continue
         try:
+            # Type and size first: a huge video or a FIFO must not be read just to be skipped.
+            check_file(path, settings.max_file_bytes)
+            try:
+                digest = file_digest(path, meta)
+            except OSError as exc:
+                raise SkipFile(f"cannot be read ({exc.strerror or exc})") from None
+            if old and old.get("hash") == digest:
+                seen.add(rel)
+                report.unchanged += 1
+                continue
             doc = load_document(path, rel, settings.max_file_bytes, meta)
             chunks = make_chunks(rel, doc.text, digest, doc.title, doc.date, settings)
             if not chunks:
@@ -204,6 +209,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
             flush()
     flush()
     removed = [rel for rel in files if rel not in seen]
+    removed_ids = [i for rel in removed for i in files[rel].get("ids", [])]
     for rel in removed:
         del files[rel]
     report.removed = len(removed)
@@ -211,7 +217,12 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         write_json_atomic(loc.manifest_path, {**base_manifest, "files": files})
     except OSError as exc:
         raise store_error(exc, loc) from None
-    _collect_garbage(collection, files, loc)
+    _delete_ids(collection, removed_ids, loc)
+    if not loc.chroma_url:
+        # A Chroma server may hold the collection for several clients, each with its own
+        # manifest: sweeping "everything this manifest does not name" would delete theirs.
+        # There, leftovers of a killed run are overwritten by the re-run (ids are stable).
+        _collect_garbage(collection, files, loc)
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
 
@@ -233,9 +244,7 @@ def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict
     # manifest names their file hash), then the manifest flips, then old chunks are deleted.
     chunks = [c for item in pending for c in item.chunks]
     texts = [c.text for c in chunks]
-    vectors: list[list[float]] = []
-    for i in range(0, len(texts), settings.embed_batch_size):
-        vectors.extend(embedder.embed(texts[i:i + settings.embed_batch_size]))
+    vectors = _embed_sorted(embedder, texts, settings.embed_batch_size)
     file_hash = {item.rel: item.file_hash for item in pending}
     metadatas = [{"file": c.file, "title": c.title, "date": c.date, "date_epoch": c.date_epoch,
                   "start": c.start, "end": c.end, "chunk_no": c.chunk_no, "content_hash": c.content_hash,
@@ -260,6 +269,21 @@ def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict
     except OSError as exc:
         raise store_error(exc, loc) from None
     _delete_ids(collection, stale, loc)
+
+
+def _embed_sorted(embedder: Any, texts: list[str], batch: int) -> list[list[float]]:
+    # Batches of similar length pad less: the model's cost is batch size x longest text.
+    order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
+    vectors: list[list[float]] = [[] for _ in texts]
+    for i in range(0, len(order), batch):
+        part = order[i:i + batch]
+        got = embedder.embed([texts[n] for n in part])
+        if len(got) != len(part):
+            raise BackendUnavailableError(f"the embedder returned {len(got)} vectors for {len(part)} texts; "
+                             "check the embedder (ASSISTANT_EMBEDDER)")
+        for n, vector in zip(part, got):
+            vectors[n] = list(vector)
+    return vectors
 
 
 def _delete_ids(collection: Any, ids: list[str], loc: IndexLocation) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -95,25 +96,45 @@ def _decode_legacy(raw: bytes) -> str:
     return text
 
 
-def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | None = None) -> Document:
-    """Load one file; raises SkipFile with the reason when it cannot be indexed."""
+def check_file(path: Path, max_bytes: int) -> None:
+    """Cheap checks before a file is read or hashed: type, regular file, size; raises SkipFile."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise SkipFile(f"unsupported file type '{suffix or path.name}'")
     try:
-        size = path.stat().st_size
-        if size == 0:
-            raise SkipFile("empty file")
-        if size > max_bytes:
-            raise SkipFile(f"larger than the size limit ({size} > {max_bytes} bytes; raise ASSISTANT_MAX_FILE_BYTES)")
-        raw = path.read_bytes()
+        info = path.stat()
     except OSError as exc:
         raise SkipFile(f"cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SkipFile("not a regular file")  # a FIFO or device would block or never end
+    if info.st_size == 0:
+        raise SkipFile("empty file")
+    if info.st_size > max_bytes:
+        raise SkipFile(_too_large(info.st_size, max_bytes))
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"larger than the size limit ({size} > {max_bytes} bytes; raise ASSISTANT_MAX_FILE_BYTES)"
+
+
+def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | None = None) -> Document:
+    """Load one file; raises SkipFile with the reason when it cannot be indexed."""
+    suffix = path.suffix.lower()
+    check_file(path, max_bytes)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(max_bytes + 1)  # the file may have grown since it was checked
+    except OSError as exc:
+        raise SkipFile(f"cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise SkipFile(f"larger than the size limit (grew past {max_bytes} bytes while being read; "
+                       "raise ASSISTANT_MAX_FILE_BYTES)")
     meta = meta or {}
     if suffix in (".html", ".htm"):
         from .html_text import html_to_text
         try:
             text, title, date = html_to_text(decode_text(raw))
+            date = _iso(date)
         except RecursionError:
             raise SkipFile("HTML nested too deeply to parse") from None
         kind = "html"
@@ -160,14 +181,31 @@ def _iso(value: str) -> str:
     value = value.strip().rstrip(".")
     iso = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
     if iso:
-        return iso.group(0)
-    words = re.match(r"([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})", value)
-    if words and words.group(1).lower() in _MONTHS:
-        return f"{int(words.group(3)):04d}-{_MONTHS.index(words.group(1).lower()) + 1:02d}-{int(words.group(2)):02d}"
-    words = re.match(r"(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", value)
-    if words and words.group(2).lower() in _MONTHS:
-        return f"{int(words.group(3)):04d}-{_MONTHS.index(words.group(2).lower()) + 1:02d}-{int(words.group(1)):02d}"
+        return _ymd(iso.group(1), int(iso.group(2)), iso.group(3))
+    words = re.match(r"(?:[A-Za-z]+,?\s+)?([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})", value)
+    if words and _month(words.group(1)):
+        return _ymd(words.group(3), _month(words.group(1)), words.group(2))
+    words = re.match(r"(?:[A-Za-z]+,?\s+)?(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", value)
+    if words and _month(words.group(2)):
+        return _ymd(words.group(3), _month(words.group(2)), words.group(1))
     return ""
+
+
+def _month(word: str) -> int:
+    # Full names and the usual abbreviations ("Dec", "Sept"); 0 when not a month.
+    word = word.lower()
+    if len(word) < 3:
+        return 0
+    return next((n for n, name in enumerate(_MONTHS, 1) if name.startswith(word)), 0)
+
+
+def _ymd(year: str, month: int, day: str) -> str:
+    value = f"{int(year):04d}-{month:02d}-{int(day):02d}"
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return ""
+    return value
 
 
 def _pdf_text(raw: bytes) -> tuple[str, str, str]:

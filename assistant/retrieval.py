@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .backends import get_embedder
-from .errors import IndexNotBuiltError, StoreError
+from .errors import IndexNotBuiltError, InputError, StoreError
 from .settings import Settings
 from .store import IndexLocation, locate, open_collection, read_manifest, store_error
 from .text_utils import content_terms
@@ -24,6 +24,14 @@ class Filters:
     date_from: str = ""
     date_to: str = ""
 
+    def __post_init__(self) -> None:
+        from .loaders import date_to_epoch
+
+        for name, value in (("since", self.date_from), ("until", self.date_to)):
+            # A date that does not parse would silently filter nothing (or everything).
+            if value and not date_to_epoch(value):
+                raise InputError(f"--{name} {value!r} is not a date: use YYYY-MM-DD, YYYY-MM or YYYY")
+
     def where(self) -> dict[str, Any] | None:
         """The Chroma `where` clause for these filters."""
         from .loaders import date_to_epoch
@@ -34,8 +42,7 @@ class Filters:
         if self.date_from:
             clauses.append({"date_epoch": {"$gte": date_to_epoch(self.date_from)}})
         if self.date_to:
-            # Inclusive end: any time on the last day.
-            clauses.append({"date_epoch": {"$lte": date_to_epoch(self.date_to) + 86399}})
+            clauses.append({"date_epoch": {"$lte": _period_end(self.date_to)}})
             clauses.append({"date_epoch": {"$gt": 0}})
         if not clauses:
             return None
@@ -50,9 +57,24 @@ class Filters:
         epoch = int(meta.get("date_epoch") or 0)
         if self.date_from and epoch < date_to_epoch(self.date_from):
             return False
-        if self.date_to and not (0 < epoch <= date_to_epoch(self.date_to) + 86399):
+        if self.date_to and not (0 < epoch <= _period_end(self.date_to)):
             return False
         return True
+
+
+def _period_end(date: str) -> int:
+    """Last second of the day, month or year an ISO date names (inclusive end of a range)."""
+    from .loaders import date_to_epoch
+
+    day = date[:10]
+    if len(day) == 4 and day.isdigit():
+        following = f"{int(day) + 1:04d}-01-01"
+    elif len(day) == 7:
+        year, month = int(day[:4]), int(day[5:7])
+        following = f"{year + month // 12:04d}-{month % 12 + 1:02d}-01"
+    else:
+        return date_to_epoch(date) + 86399
+    return date_to_epoch(following) - 1
 
 
 class BM25:
@@ -129,9 +151,18 @@ class Retriever:
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a query with the index's embedder."""
+        return self.embed_texts([text])[0]
+
+    def embed_texts(self, texts: list[str] | tuple[str, ...]) -> list[list[float]]:
+        """Embed texts with the index's embedder (sentences for evidence selection and support checks)."""
         if self._embedder is None:
             self._embedder = get_embedder(self.settings)
-        return self._embedder.embed([text])[0]
+        return self._embedder.embed(list(texts))
+
+    def idf(self) -> dict[str, float]:
+        """Inverse document frequency of each stemmed term over the live chunks."""
+        snap, _ = self._current()
+        return snap.bm25.idf
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         """Top-k passages by reciprocal-rank fusion of dense and BM25 rankings."""

@@ -54,7 +54,7 @@ class Settings:
     bm25_k: int = 20
     rrf_k: int = 60
     # Prompt budget: sentences kept per question (the local model reads ~63 tokens/s).
-    max_context_sentences: int = 8
+    max_context_sentences: int = 6
     max_answer_tokens: int = 160
     # Local model runtime.
     n_threads: int = 2

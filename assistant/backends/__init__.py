@@ -48,7 +48,7 @@ def get_embedder(settings: "Settings") -> "Embedder":
 _LLM_CACHE: dict[tuple, "ChatModel"] = {}
 
 
-def get_llm(settings: "Settings") -> "ChatModel":
+def get_llm(settings: "Settings", on_message: Callable[[str], None] | None = None) -> "ChatModel":
     """Build (once per process and configuration) the chat model named by `settings.llm`."""
     provider, model = split_spec(settings.llm)
     key = (settings.llm, settings.openai_base_url, settings.n_ctx, settings.n_threads, settings.cache_dir)
@@ -56,7 +56,7 @@ def get_llm(settings: "Settings") -> "ChatModel":
         return _LLM_CACHE[key]
     if provider == "local":
         from .llms import LocalChatModel
-        llm: "ChatModel" = LocalChatModel(model, settings)
+        llm: "ChatModel" = LocalChatModel(model, settings, on_message=on_message)
     elif provider in ("openai", "openai-compatible"):
         from .llms import OpenAIChatModel
         llm = OpenAIChatModel(model, settings, compatible=provider == "openai-compatible")

@@ -1,0 +1,254 @@
+"""ask(): retrieve -> select evidence -> prompt -> generate -> resolve citations. Every answer comes from here."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .backends import get_llm
+from .chunking import split_sentences
+from .citations import Source, critical_terms, resolve
+from .errors import IndexNotBuiltError
+from .prompts import render
+from .retrieval import Filters, Retriever, get_retriever
+from .settings import Settings
+from .text_utils import content_terms, stem
+from .types import Answer, Passage
+
+SENTINEL = "NOT_IN_SOURCES"
+DECLINE_TEXT = "The articles don't say."
+# Evidence gate, calibrated on the sample gold set (evals/README.md): below both, the sources
+# cannot hold the answer and the model is not asked at all.
+MIN_COVERAGE = 0.55
+MIN_SIMILARITY = 0.62
+CANDIDATE_CHUNKS = 6
+_TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
+
+MessageFn = Callable[[str], None]
+
+
+@dataclass
+class Evidence:
+    """What retrieval found for a question, and whether it can hold an answer."""
+
+    sources: list[Source]
+    passages: list[Passage]
+    coverage: float
+    similarity: float
+
+    unknown_names: tuple[str, ...] = ()
+
+    @property
+    def answerable(self) -> bool:
+        """True when the selected sentences cover the question well enough to try answering."""
+        if not self.sources or self.unknown_names:
+            return False
+        return self.coverage >= MIN_COVERAGE or self.similarity >= MIN_SIMILARITY
+
+
+class Assistant:
+    """The answering core, configured once and reusable across questions and threads."""
+
+    def __init__(self, settings: Settings | None = None, on_message: MessageFn | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self._on_message = on_message or (lambda _msg: None)
+        self._retriever: Retriever | None = None
+
+    # -- retrieval -----------------------------------------------------------------
+    @property
+    def retriever(self) -> Retriever:
+        """The hybrid retriever; builds the sample index on first use when none exists."""
+        if self._retriever is None:
+            from .indexing import build_index, index_exists
+
+            if not index_exists(self.settings):
+                self._on_message(f"No index yet: building one from {self.settings.corpus_dir} (first run only)...")
+                build_index(self.settings.corpus_dir, settings=self.settings)
+            self._retriever = get_retriever(self.settings)
+        return self._retriever
+
+    def gather(self, question: str, filters: Filters | None = None) -> Evidence:
+        """Retrieve passages and pick the few sentences that matter for the prompt."""
+        retriever = self.retriever
+        passages = retriever.search(question, k=CANDIDATE_CHUNKS, filters=filters)
+        if not passages:
+            return Evidence([], [], 0.0, 0.0)
+        candidates: dict[tuple[str, int], tuple[Passage, int, int, str]] = {}
+        for p in passages:
+            for s in split_sentences(p.text):
+                key = (p.file, p.start + s.start)
+                if key not in candidates and len(content_terms(p.text[s.start:s.end])) >= 3:
+                    candidates[key] = (p, p.start + s.start, p.start + s.end, p.text[s.start:s.end])
+        items = list(candidates.values())
+        if not items:
+            return Evidence([], passages, 0.0, 0.0)
+        q_vec = retriever.embed_query(question)
+        vectors = retriever.embed_texts([it[3] for it in items])
+        sims = [sum(a * b for a, b in zip(q_vec, v)) for v in vectors]
+        idf = retriever.idf()
+        q_terms = set(content_terms(question))
+        max_idf = max(idf.values(), default=1.0)
+        weight = {t: idf.get(t, max_idf) for t in q_terms}
+        total = sum(weight.values()) or 1.0
+        years = set(re.findall(r"\b(?:19|20)\d\d\b", question))
+        scored = []
+        for item, sim in zip(items, sims):
+            terms = set(content_terms(item[3]))
+            cov = sum(w for t, w in weight.items() if t in terms) / total
+            # A year named in the question favours articles published that year.
+            dated = 0.25 if years and item[0].date[:4] in years else 0.0
+            scored.append((sim + 0.5 * cov + dated, item))
+        scored.sort(key=lambda x: -x[0])
+        chosen = [it for _, it in scored[: self.settings.max_context_sentences]]
+        chosen_terms = set().union(*(set(content_terms(it[3])) for it in chosen))
+        coverage = sum(w for t, w in weight.items() if t in chosen_terms) / total
+        sources = self._group(chosen, question)
+        # A name the question hinges on that no article mentions at all cannot be answered.
+        unknown = tuple(sorted(t for t in critical_terms(question)
+                               if not t[0].isdigit() and stem(t) not in idf and t not in idf))
+        return Evidence(sources, passages, coverage, max(sims), unknown)
+
+    def _group(self, chosen: list[tuple[Passage, int, int, str]], question: str) -> list[Source]:
+        # Adjacent sentences of one file merge into one labelled source, in reading order.
+        rank = {(it[0].file, it[1]): n for n, it in enumerate(chosen)}
+        by_file: dict[str, list[tuple[Passage, int, int, str]]] = {}
+        for it in chosen:
+            by_file.setdefault(it[0].file, []).append(it)
+        groups: list[list[tuple[Passage, int, int, str]]] = []
+        for items in by_file.values():
+            items.sort(key=lambda it: it[1])
+            current = [items[0]]
+            for it in items[1:]:
+                prev = current[-1]
+                gap = it[0].text[max(0, prev[2] - it[0].start): max(0, it[1] - it[0].start)] \
+                    if prev[0].chunk_id == it[0].chunk_id else "x"
+                if prev[0].chunk_id == it[0].chunk_id and not gap.strip():
+                    current.append(it)
+                else:
+                    groups.append(current)
+                    current = [it]
+            groups.append(current)
+        if _TIME_WORDS.search(question):
+            groups.sort(key=lambda g: (g[0][0].date or "9999", g[0][1]))
+        else:
+            groups.sort(key=lambda g: min(rank[(it[0].file, it[1])] for it in g))
+        sources = []
+        for n, group in enumerate(groups, 1):
+            p = group[0][0]
+            start, end = group[0][1], group[-1][2]
+            text = p.text[start - p.start: end - p.start]
+            sources.append(Source(label=f"S{n}", file=p.file, start=start, end=end, text=text,
+                                  date=p.date, title=p.title))
+        return sources
+
+    # -- prompting -----------------------------------------------------------------
+    @staticmethod
+    def messages(question: str, sources: list[Source]) -> list[dict[str, str]]:
+        """The chat messages for a question and its labelled sources."""
+        lines = []
+        for s in sources:
+            meta = s.file + (f", {s.date}" if s.date else "")
+            lines.append(f"[{s.label}] ({meta}) {' '.join(s.text.split())}")
+        return [
+            {"role": "system", "content": render("answer_system")},
+            {"role": "user", "content": render("answer_user", sources="\n".join(lines), question=question.strip())},
+        ]
+
+    # -- answering -----------------------------------------------------------------
+    def ask(self, question: str, filters: Filters | None = None) -> Answer:
+        """Answer a question with citations (or decline, listing the closest passages)."""
+        answer: Answer | None = None
+        for event in self._run(question, filters, streaming=False):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, filters: Filters | None = None) -> Iterator[str | Answer]:
+        """Yield the answer text as it is generated, then the final Answer object."""
+        yield from self._run(question, filters, streaming=True)
+
+    def _run(self, question: str, filters: Filters | None, streaming: bool) -> Iterator[str | Answer]:
+        t0 = time.perf_counter()
+        question = question.strip()
+        if not question:
+            from .errors import InputError
+
+            raise InputError("the question is empty: ask something about the articles")
+        evidence = self.gather(question, filters)
+        t1 = time.perf_counter()
+        timings = {"retrieve_s": t1 - t0}
+        if not evidence.answerable:
+            answer = self._declined(question, evidence, timings, t0)
+            if streaming:
+                yield answer.answer
+            yield answer
+            return
+        llm = get_llm(self.settings, self._on_message)
+        messages = self.messages(question, evidence.sources)
+        prompt_tokens = completion_tokens = 0
+        if streaming:
+            parts: list[str] = []
+            buffered = ""
+            first = None
+            for delta in llm.stream(messages, max_tokens=self.settings.max_answer_tokens,
+                                    temperature=self.settings.temperature):
+                if first is None:
+                    first = time.perf_counter()
+                parts.append(delta)
+                # Hold output back while it could still be the decline sentinel.
+                so_far = "".join(parts).lstrip()
+                if SENTINEL.startswith(so_far) or so_far.startswith(SENTINEL):
+                    continue
+                chunk = so_far[len(buffered):]
+                buffered = so_far
+                if chunk:
+                    yield chunk
+            raw = "".join(parts)
+            timings["first_token_s"] = (first or time.perf_counter()) - t0
+        else:
+            completion = llm.complete(messages, max_tokens=self.settings.max_answer_tokens,
+                                      temperature=self.settings.temperature)
+            raw = completion.text
+            prompt_tokens, completion_tokens = completion.prompt_tokens, completion.completion_tokens
+        t2 = time.perf_counter()
+        timings["generate_s"] = t2 - t1
+        answer = self._finish(question, raw, evidence, timings, t0)
+        answer.prompt_tokens, answer.completion_tokens = prompt_tokens, completion_tokens
+        if streaming and answer.declined:
+            yield ("\n" if raw.strip() and not raw.strip().startswith(SENTINEL) else "") + answer.answer
+        yield answer
+
+    def _declined(self, question: str, evidence: Evidence, timings: dict[str, float], t0: float) -> Answer:
+        timings["total_s"] = time.perf_counter() - t0
+        return Answer(question=question, answer=DECLINE_TEXT, declined=True, sources=evidence.passages[:3],
+                      timings=timings)
+
+    def _finish(self, question: str, raw: str, evidence: Evidence, timings: dict[str, float], t0: float) -> Answer:
+        text = raw.strip()
+        if not text or text.startswith(SENTINEL) or text.replace(SENTINEL, "").strip(" .") == "":
+            return self._declined(question, evidence, timings, t0)
+        text = text.replace(SENTINEL, "").strip()
+        resolution = resolve(text, evidence.sources, embed=self.retriever.embed_texts)
+        if len(resolution.unsupported) + len(resolution.uncited) >= resolution.sentences:
+            # Nothing the model said is backed by the sources: treat it as not answerable.
+            return self._declined(question, evidence, timings, t0)
+        timings["total_s"] = time.perf_counter() - t0
+        cited_files = {c.file for c in resolution.citations}
+        sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
+        return Answer(question=question, answer=resolution.text, declined=False, citations=resolution.citations,
+                      sources=sources, timings=timings, unsupported_sentences=resolution.unsupported,
+                      uncited_sentences=resolution.uncited)
+
+
+_DEFAULT: dict[Any, Assistant] = {}
+
+
+def ask(question: str, settings: Settings | None = None, filters: Filters | None = None) -> Answer:
+    """Answer one question with the default (or given) settings."""
+    settings = settings or Settings.from_env()
+    assistant = _DEFAULT.setdefault(settings, Assistant(settings))
+    return assistant.ask(question, filters=filters)

@@ -1,0 +1,1 @@
+"""Evaluation: gold datasets and pure scoring functions."""
