@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 from .backends import get_llm
 from .chunking import split_sentences
-from .citations import Source, critical_terms, resolve
+from .citations import Source, resolve
 from .errors import IndexNotBuiltError
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
@@ -20,11 +20,19 @@ from .types import Answer, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
-# Evidence gate, calibrated on the sample gold set (evals/README.md): below both, the sources
-# cannot hold the answer and the model is not asked at all.
-MIN_COVERAGE = 0.55
-MIN_SIMILARITY = 0.62
+# Evidence gate. On the 92-question gold set, coverage and similarity overlap heavily between
+# answerable and unanswerable questions, so the gate is kept lenient (it declined 1 of 15
+# unanswerable and 0 of 77 answerable questions there); the post-generation checks do the rest.
+MIN_COVERAGE = 0.3
+MIN_SIMILARITY = 0.55
 CANDIDATE_CHUNKS = 6
+_HOW_MANY = re.compile(r"\b(how (many|much|long|old)|what (percentage|share|proportion|number|per ?cent))\b", re.I)
+_WHEN = re.compile(r"^\s*(when\b|(on|in) what (date|day|year|month)|(in )?(which|what) (year|month|date))", re.I)
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|"
+                     r"thousand|million|billion|half|quarter|per ?cent|percent|first|second|third)\b", re.I)
+_DATE = re.compile(r"\b(19|20)\d\d\b|\b(january|february|march|april|may|june|july|august|september|october|"
+                   r"november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|"
+                   r"autumn|winter|year|month|week|today|yesterday|tomorrow|ago|since|earlier|later)\b", re.I)
 _TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
 
 MessageFn = Callable[[str], None]
@@ -107,8 +115,8 @@ class Assistant:
         coverage = sum(w for t, w in weight.items() if t in chosen_terms) / total
         sources = self._group(chosen, question)
         # A name the question hinges on that no article mentions at all cannot be answered.
-        unknown = tuple(sorted(t for t in critical_terms(question)
-                               if not t[0].isdigit() and stem(t) not in idf and t not in idf))
+        unknown = tuple(sorted(name for name in _proper_names(question)
+                               if all(stem(part) not in idf for part in name.split("-"))))
         return Evidence(sources, passages, coverage, max(sims), unknown)
 
     def _group(self, chosen: list[tuple[Passage, int, int, str]], question: str) -> list[Source]:
@@ -233,7 +241,8 @@ class Assistant:
             return self._declined(question, evidence, timings, t0)
         text = text.replace(SENTINEL, "").strip()
         resolution = resolve(text, evidence.sources, embed=self.retriever.embed_texts)
-        if len(resolution.unsupported) + len(resolution.uncited) >= resolution.sentences:
+        if (len(resolution.unsupported) + len(resolution.uncited) >= resolution.sentences
+                or not addresses_question(question, resolution.text)):
             # Nothing the model said is backed by the sources: treat it as not answerable.
             return self._declined(question, evidence, timings, t0)
         timings["total_s"] = time.perf_counter() - t0
@@ -244,6 +253,30 @@ class Assistant:
                       uncited_sentences=resolution.uncited)
 
 
+def _proper_names(question: str) -> list[str]:
+    """Capitalised words inside the question (not its first word), e.g. 'Brazil', 'Olympics'."""
+    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", question)
+    names = []
+    for word in words[1:]:
+        w = re.sub(r"['’]s$", "", word)
+        # Acronyms (GDP, NATO) are often spelled out in articles, so they do not count.
+        if w[0].isupper() and not w.isupper() and len(w) > 3 and w.lower() not in _MONTH_NAMES:
+            names.append(w.lower())
+    return names
+
+
+def addresses_question(question: str, answer: str) -> bool:
+    """Does the answer have the kind of content the question asks for (a number, a date)?"""
+    answer = re.sub(r"\[S\d+\]", " ", answer)
+    if _HOW_MANY.search(question) and not _NUMBER.search(answer):
+        return False
+    if _WHEN.search(question) and not _DATE.search(answer):
+        return False
+    return True
+
+
+_MONTH_NAMES = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+                "october", "november", "december"}
 _DEFAULT: dict[Any, Assistant] = {}
 
 

@@ -1,0 +1,329 @@
+"""Batch evaluation: ask every gold question once, score it, and write a run folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from ..citations import answer_sentences, date_words, lexical_support, supports
+from ..errors import InputError
+from ..settings import REPO_DIR, Settings
+from ..store import fingerprint, write_json_atomic
+from ..types import Answer, Citation, Passage
+from . import metrics as m
+from .dataset import EvalCase, load_dataset
+
+DEFAULT_DATASET = REPO_DIR / "evals" / "datasets" / "sample.jsonl"
+RETRIEVE_K = 10
+ProgressFn = Callable[[int, int, str], None]
+
+# Labels as either engine writes them: ours "[S1]", CitationQueryEngine's "[1]", "[1, 2]", "[Source 1]".
+_LABELS = re.compile(r"\[\s*(?:S|sources?\s*)?(\d+(?:\s*(?:,|and|&)\s*(?:S|sources?\s*)?\d+)*)\s*\]", re.I)
+# Said-it-in-words declines; informational only (scoring uses the engine's decline flag).
+_WORDED_DECLINE = re.compile(
+    r"\b(not (?:mentioned|provided|specified|stated|say|said|given|available|found|included|clear)|"
+    r"do(?:es)? not (?:say|mention|provide|contain|specify|include|state|give)|no information|"
+    r"none of the (?:provided )?sources|cannot (?:be )?(?:determined|answer|find))\b|NOT_IN_SOURCES|"
+    r"articles don't say", re.I)
+
+
+class Engine(Protocol):
+    """What the runner needs from a question-answering system."""
+
+    def ask(self, question: str) -> Answer:
+        """Answer one question."""
+        ...
+
+
+@dataclass
+class EvalReport:
+    """A finished run: headline summary, per-case records, the markdown report and its folder."""
+
+    summary: dict[str, Any]
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    markdown: str = ""
+    run_dir: Path = Path(".")
+
+
+def default_dataset() -> Path:
+    """The sample gold set shipped in the checkout (evals/datasets/sample.jsonl)."""
+    if not DEFAULT_DATASET.is_file():
+        raise InputError(f"default dataset {DEFAULT_DATASET} not found (it ships with the source checkout): "
+                         "pass one with `assistant eval --dataset path/to/gold.jsonl`")
+    return DEFAULT_DATASET
+
+
+def cited_labels(sentence: str) -> list[str]:
+    """Labels a sentence cites, normalised to "S<n>" whichever style the engine wrote."""
+    found: list[str] = []
+    for match in _LABELS.finditer(sentence):
+        found.extend(f"S{n}" for n in re.findall(r"\d+", match.group(1)))
+    return list(dict.fromkeys(found))
+
+
+def strip_labels(text: str) -> str:
+    """The text without citation labels, spacing before punctuation tidied."""
+    return re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"\s{2,}", " ", _LABELS.sub(" ", text))).strip()
+
+
+def alce_sentences(answer: Answer, dates: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """Each answer sentence (labels removed) with the passages it cites: quote plus article date."""
+    by_label: dict[str, list[Citation]] = {}
+    for c in answer.citations:
+        by_label.setdefault(c.label, []).append(c)
+    out: list[tuple[str, list[str]]] = []
+    for sentence in answer_sentences(answer.answer):
+        plain = strip_labels(sentence)
+        if not re.search(r"[A-Za-z0-9]", plain):
+            continue
+        passages = []
+        for label in cited_labels(sentence):
+            options = by_label.get(label)
+            if not options:
+                continue  # a label the engine never resolved cites nothing
+            # One label may carry several quotes (one per sentence); judge the one meant here.
+            quote = max(options, key=lambda c: lexical_support(plain, c.quote))
+            passages.append(f"{quote.quote} {date_words(dates.get(quote.file, ''))}".strip())
+        out.append((plain, passages))
+    return out
+
+
+def _retrieval_scores(case: EvalCase, ranked: Sequence[Passage], relevant_ids: set[str]) -> dict[str, float | None]:
+    scores: dict[str, float | None] = {}
+    files = [p.file for p in ranked]
+    gold = set(case.sources)
+    for k in (1, 3, 5):
+        scores[f"file_hit@{k}"] = m.hit_at_k(files, gold, k) if gold else None
+        scores[f"file_recall@{k}"] = m.recall_at_k(files, gold, k) if gold else None
+    scores["file_mrr@10"] = m.mrr_at_k(files, gold, 10) if gold else None
+    scores["file_ndcg@10"] = m.ndcg_at_k(files, gold, 10) if gold else None
+    ids = [p.chunk_id for p in ranked]
+    for k in (1, 3, 5):
+        scores[f"passage_hit@{k}"] = m.hit_at_k(ids, relevant_ids, k) if relevant_ids else None
+    scores["passage_mrr@10"] = m.mrr_at_k(ids, relevant_ids, 10) if relevant_ids else None
+    if case.evidence:
+        top = ranked[:5]
+        found = sum(any(m.passage_relevant(p.text, [e]) for p in top) for e in case.evidence)
+        scores["evidence_recall@5"] = found / len(case.evidence)
+    else:
+        scores["evidence_recall@5"] = None
+    return scores
+
+
+def score_case(case: EvalCase, answer: Answer, latency: float, ranked: Sequence[Passage],
+               relevant_ids: set[str], dates: dict[str, str],
+               embed: Callable[[Sequence[str]], list[list[float]]] | None) -> dict[str, Any]:
+    """Every per-case metric for one answer, as a JSON-ready record."""
+    prediction = "" if answer.declined else strip_labels(answer.answer)
+    record: dict[str, Any] = {
+        "id": case.id, "type": case.type, "question": case.question, "answerable": case.answerable,
+        "golds": case.golds, "gold_sources": case.sources,
+        "answer": answer.answer, "prediction": prediction, "declined": answer.declined,
+        "worded_decline": bool(_WORDED_DECLINE.search(answer.answer)),
+        "citations": [c.to_dict() for c in answer.citations],
+        "cited_files": sorted({c.file for c in answer.citations}),
+        "retrieved_files": m.dedupe(p.file for p in ranked),
+        "latency_s": latency, "timings": answer.timings,
+        "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+        "unsupported_sentences": answer.unsupported_sentences,
+    }
+    record.update(_retrieval_scores(case, ranked, relevant_ids))
+    if case.answerable:
+        record["em"] = m.exact_match(prediction, case.golds)
+        record["f1"] = m.token_f1(prediction, case.golds)
+        record["contains"] = 1.0 if m.contains_answer(prediction, case.golds) else 0.0
+        record["correct"] = bool(prediction) and (record["em"] == 1.0 or record["contains"] == 1.0)
+        record["crag"] = 0 if answer.declined else (1 if record["correct"] else -1)
+    else:
+        record.update(em=None, f1=None, contains=None, correct=answer.declined,
+                      crag=1 if answer.declined else -1)
+    answered = not answer.declined
+    if answered and case.answerable:
+        p, r = m.citation_file_precision_recall(record["cited_files"], case.sources)
+        record["citation_precision"], record["citation_recall"] = p, r
+    else:
+        record["citation_precision"] = record["citation_recall"] = None
+    if answered:
+        sentences = alce_sentences(answer, dates)
+        # metrics.alce_citation_scores calls supports(passage, sentence); ours takes (sentence, passage).
+        judge = lambda passage, sentence: supports(sentence, passage, embed)  # noqa: E731
+        recall, precision = m.alce_citation_scores(sentences, judge)
+        record["alce_recall"], record["alce_precision"] = recall, precision
+        record["alce_sentences"] = [{"sentence": s, "passages": len(ps),
+                                     "supported": bool(ps) and judge("\n".join(ps), s)} for s, ps in sentences]
+    else:
+        record["alce_recall"] = record["alce_precision"] = None
+    return record
+
+
+# Headline metrics: (key, label, the cases it averages over).
+HEADLINE: list[tuple[str, str, str]] = [
+    ("file_hit@5", "File hit@5", "answerable"),
+    ("file_recall@5", "File recall@5", "answerable"),
+    ("file_mrr@10", "File MRR@10", "answerable"),
+    ("file_ndcg@10", "File nDCG@10", "answerable"),
+    ("passage_hit@5", "Evidence passage hit@5", "answerable"),
+    ("evidence_recall@5", "Evidence recall@5", "answerable"),
+    ("correct", "Correct answers", "answerable"),
+    ("em", "Exact match", "answerable"),
+    ("f1", "Token F1", "answerable"),
+    ("contains", "Contains gold", "answerable"),
+    ("citation_precision", "Citation precision (file)", "answered answerable"),
+    ("citation_recall", "Citation recall (file)", "answered answerable"),
+    ("alce_recall", "ALCE citation recall", "answered"),
+    ("alce_precision", "ALCE citation precision", "answered"),
+    ("correct_decline", "Correct declines", "unanswerable"),
+    ("wrong_decline", "Wrong declines", "answerable"),
+    ("crag", "CRAG score", "all"),
+]
+
+
+def _values(records: Sequence[dict[str, Any]], key: str) -> list[float]:
+    if key == "correct_decline":
+        return [float(r["declined"]) for r in records if not r["answerable"]]
+    if key == "wrong_decline":
+        return [float(r["declined"]) for r in records if r["answerable"]]
+    if key == "correct":
+        return [float(r["correct"]) for r in records if r["answerable"]]
+    return [float(r[key]) for r in records if r.get(key) is not None]
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means with 95% bootstrap CIs, decline scores, latency and token use over the case records."""
+    headline: dict[str, Any] = {}
+    for key, label, over in HEADLINE:
+        values = _values(records, key)
+        if values:
+            mean, low, high = m.bootstrap_ci(values)
+            headline[key] = {"label": label, "over": over, "n": len(values), "mean": mean, "low": low, "high": high}
+        else:
+            headline[key] = {"label": label, "over": over, "n": 0, "mean": None, "low": None, "high": None}
+    extra = {}
+    for key in ("file_hit@1", "file_hit@3", "file_recall@1", "file_recall@3", "passage_hit@1",
+                "passage_hit@3", "passage_mrr@10"):
+        values = _values(records, key)
+        extra[key] = sum(values) / len(values) if values else None
+    by_type: dict[str, dict[str, Any]] = {}
+    for r in records:
+        t = by_type.setdefault(r["type"], {"n": 0, "correct": 0, "declined": 0})
+        t["n"] += 1
+        t["correct"] += int(r["correct"])
+        t["declined"] += int(r["declined"])
+    latencies = [r["latency_s"] for r in records]
+    first = [r["timings"]["first_token_s"] for r in records if "first_token_s" in r["timings"]]
+    called = [r["prompt_tokens"] for r in records if r["prompt_tokens"]]
+    tokens = ({"n_calls": len(called), "mean": sum(called) / len(called), "p95": m.latency_summary(called)["p95"]}
+              if called else {"n_calls": 0, "mean": None, "p95": None})
+    return {
+        "n": len(records),
+        "n_answerable": sum(r["answerable"] for r in records),
+        "n_unanswerable": sum(not r["answerable"] for r in records),
+        "n_declined": sum(r["declined"] for r in records),
+        "n_worded_declines": sum(r["worded_decline"] and not r["declined"] for r in records),
+        "headline": headline,
+        "retrieval_extra": extra,
+        "decline": m.decline_scores([{"answerable": r["answerable"], "declined": r["declined"],
+                                      "correct": r["correct"]} for r in records]),
+        "latency_s": m.latency_summary(latencies) if latencies else None,
+        "first_token_s": m.latency_summary(first) if first else None,
+        "prompt_tokens": tokens,
+        "by_type": {k: {**v, "accuracy": v["correct"] / v["n"]} for k, v in sorted(by_type.items())},
+    }
+
+
+def _run_dir(runs_dir: str | Path, settings: Settings, baseline: bool) -> Path:
+    root = Path(runs_dir)
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}_{fingerprint(settings)}{'_baseline' if baseline else ''}"
+    path, n = root / name, 1
+    while path.exists():  # two runs started in the same second keep separate folders
+        n += 1
+        path = root / f"{name}-{n}"
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the run folder {path} ({exc.strerror}); "
+                         "run from a writable directory or pass runs_dir") from None
+    return path
+
+
+def _engine(settings: Settings, baseline: bool) -> tuple[Engine, Callable[[str, int], list[Passage]], str]:
+    from ..indexing import build_index, index_exists
+    from ..retrieval import get_retriever
+
+    if not index_exists(settings):
+        build_index(settings.corpus_dir, settings=settings)
+    if baseline:
+        from ..backends.llamaindex_baseline import StockCitationEngine
+
+        stock = StockCitationEngine(settings)
+        return stock, stock.retrieve, "llamaindex:CitationQueryEngine"
+    from ..answering import Assistant
+
+    retriever = get_retriever(settings)
+    return Assistant(settings), lambda q, k: retriever.search(q, k=k), "assistant"
+
+
+def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[float]]]) -> None:
+    # Load both models before the clock starts, so the first case is not charged for loading.
+    from ..backends import get_llm
+
+    embed(["warm up"])
+    get_llm(settings).complete([{"role": "user", "content": "Say OK."}], max_tokens=2)
+
+
+def run_eval(dataset: str | Path | None = None, settings: Settings | None = None, limit: int | None = None,
+             baseline: bool = False, progress: ProgressFn | None = None,
+             runs_dir: str | Path = "evals/runs") -> EvalReport:
+    """Evaluate the assistant (or the stock LlamaIndex baseline) on a gold set and write a run folder."""
+    from ..retrieval import get_retriever
+    from .report import render_markdown, write_chart
+    from .support_calibration import calibrate
+
+    settings = settings or Settings.from_env()
+    path = Path(dataset) if dataset else default_dataset()
+    cases = load_dataset(path)
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit {limit}: give a positive number of cases")
+        cases = cases[:limit]
+    engine, retrieve, engine_name = _engine(settings, baseline)
+    retriever = get_retriever(settings)
+    embed = retriever.embed_texts
+    chunks = retriever.all_chunks()
+    dates = {c.file: c.date for c in chunks}
+    _warm_up(settings, embed)
+    run_dir = _run_dir(runs_dir, settings, baseline)
+    write_json_atomic(run_dir / "settings.json", {**settings.public_dict(), "engine": engine_name,
+                                                  "dataset": str(path), "limit": limit})
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    records: list[dict[str, Any]] = []
+    with open(run_dir / "cases.jsonl", "w", encoding="utf-8") as out:
+        for n, case in enumerate(cases, 1):
+            t0 = time.perf_counter()
+            answer = engine.ask(case.question)
+            latency = time.perf_counter() - t0
+            relevant = {c.chunk_id for c in chunks if case.evidence and m.passage_relevant(c.text, case.evidence)}
+            record = score_case(case, answer, latency, retrieve(case.question, RETRIEVE_K), relevant, dates, embed)
+            records.append(record)
+            # One line per finished case: a killed run still shows how far it got.
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()
+            if progress:
+                progress(n, len(cases), case.id)
+    summary = summarise(records)
+    checker = calibrate(embed=embed)
+    summary["support_checker"] = {k: checker["current"][k] for k in
+                                  ("lexical_min", "semantic_min", "n", "accuracy", "precision", "recall", "f1",
+                                   "kappa", "confusion")}
+    summary["run"] = {"name": run_dir.name, "engine": engine_name, "llm": settings.llm, "embedder": settings.embedder,
+                      "fingerprint": fingerprint(settings), "dataset": str(path), "limit": limit,
+                      "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    markdown = render_markdown(summary, records)
+    write_json_atomic(run_dir / "summary.json", summary)
+    (run_dir / "report.md").write_text(markdown, encoding="utf-8")
+    write_chart(summary, run_dir / "chart.png")
+    return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
