@@ -160,6 +160,9 @@ class Assistant:
         for s in sources:
             meta = s.file + (f", {s.date}" if s.date else "")
             lines.append(f"[{s.label}] ({meta}) {' '.join(s.text.split())}")
+        note = conflicting_dates(question, sources)
+        if note:
+            lines.append(note)
         return [
             {"role": "system", "content": render("answer_system")},
             {"role": "user", "content": render("answer_user", sources="\n".join(lines), question=question.strip())},
@@ -251,6 +254,29 @@ class Assistant:
         return Answer(question=question, answer=resolution.text, declined=False, citations=resolution.citations,
                       sources=sources, timings=timings, unsupported_sentences=resolution.unsupported,
                       uncited_sentences=resolution.uncited)
+
+
+_DAY_DATE = re.compile(r"\b(?:(January|February|March|April|May|June|July|August|September|October|November|"
+                       r"December) (\d{1,2})\b|(\d{1,2}) (January|February|March|April|May|June|July|August|"
+                       r"September|October|November|December)\b)")
+
+
+def conflicting_dates(question: str, sources: list[Source]) -> str:
+    """For a 'when' question, a note naming the different dates the sources give (or '')."""
+    if not _WHEN.search(question) and not re.search(r"\bdate\b", question, re.I):
+        return ""
+    found: dict[str, list[str]] = {}
+    for s in sources:
+        for m in _DAY_DATE.finditer(s.text):
+            month, day = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+            found.setdefault(f"{month} {int(day)}", [])
+            if s.label not in found[f"{month} {int(day)}"]:
+                found[f"{month} {int(day)}"].append(s.label)
+    files = {s.label: s.file for s in sources}
+    if len(found) < 2 or len({files[labels[0]] for labels in found.values()}) < 2:
+        return ""
+    parts = ", ".join(f"{date} [{labels[0]}]" for date, labels in found.items())
+    return f"Note: the sources give different dates ({parts}); say which is planned and which actual if they differ."
 
 
 def _proper_names(question: str) -> list[str]:
