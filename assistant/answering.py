@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -36,6 +37,7 @@ _DATE = re.compile(r"\b(19|20)\d\d\b|\b(january|february|march|april|may|june|ju
 _TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
 
 MessageFn = Callable[[str], None]
+_AUTO_BUILD_LOCK = threading.Lock()
 
 
 @dataclass
@@ -72,9 +74,11 @@ class Assistant:
         if self._retriever is None:
             from .indexing import build_index, index_exists
 
-            if not index_exists(self.settings):
-                self._on_message(f"No index yet: building one from {self.settings.corpus_dir} (first run only)...")
-                build_index(self.settings.corpus_dir, settings=self.settings)
+            # Many threads may ask the first question at once: one builds, the others wait.
+            with _AUTO_BUILD_LOCK:
+                if not index_exists(self.settings):
+                    self._on_message(f"No index yet: building one from {self.settings.corpus_dir} (first run only)...")
+                    build_index(self.settings.corpus_dir, settings=self.settings)
             self._retriever = get_retriever(self.settings)
         return self._retriever
 

@@ -82,10 +82,14 @@ class RawChunk:
     text: str
 
 
-def chunk_text(text: str, size: int, overlap: int) -> list[RawChunk]:
-    """Clean and chunk `text`: sentences packed up to `size` chars, `overlap` chars repeated."""
+def chunk_text(text: str, size: int, overlap: int,
+               spans: list[tuple[int, int]] | None = None) -> list[RawChunk]:
+    """Clean and chunk `text`: sentences packed up to `size` chars, `overlap` chars repeated.
+
+    `spans` are the kept spans of `text` when the caller already has them (see `keep_spans`).
+    """
     chunks: list[RawChunk] = []
-    for block_start, block_end in keep_spans(text):
+    for block_start, block_end in (keep_spans(text) if spans is None else spans):
         sentences: list[Span] = []
         for sentence in split_sentences(text, block_start, block_end):
             sentences.extend(_hard_split(text, sentence, size))

@@ -83,12 +83,13 @@ def chunk_id(rel: str, file_hash: str, chunk_no: int) -> str:
 
 def make_chunks(rel: str, text: str, file_hash: str, title: str, date: str, settings: Settings) -> list[Chunk]:
     """Clean and chunk a document's text into Chunk records."""
-    title = title or guess_title(text, keep_spans(text)) or Path(rel).stem
+    spans = keep_spans(text)
+    title = title or guess_title(text, spans) or Path(rel).stem
     epoch = date_to_epoch(date)
     return [
         Chunk(id=chunk_id(rel, file_hash, n), file=rel, text=raw.text, start=raw.start, end=raw.end,
               chunk_no=n, title=title, date=date, date_epoch=epoch, content_hash=content_hash(raw.text))
-        for n, raw in enumerate(chunk_text(text, settings.chunk_size, settings.chunk_overlap))
+        for n, raw in enumerate(chunk_text(text, settings.chunk_size, settings.chunk_overlap, spans=spans))
     ]
 
 
@@ -100,8 +101,13 @@ class IndexLock:
         self._fh: Any = None
 
     def __enter__(self) -> "IndexLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the index folder {self.path.parent} ({exc.strerror or exc}); "
+                "choose a writable folder with --index-dir or ASSISTANT_INDEX_DIR") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

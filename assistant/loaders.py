@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import stat
 from dataclasses import dataclass
@@ -215,6 +216,11 @@ def _pdf_text(raw: bytes) -> tuple[str, str, str]:
         from pypdf import PdfReader
     except ImportError:
         raise SkipFile("PDF support needs pypdf: pip install pypdf") from None
+    # pypdf logs warnings about broken files; unconfigured, Python would print them on stderr
+    # (into `--json` pipes). The skip reason already says what is wrong.
+    logger = logging.getLogger("pypdf")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
     try:
         reader = PdfReader(io.BytesIO(raw))
         pages = [page.extract_text() or "" for page in reader.pages]

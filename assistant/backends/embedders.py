@@ -103,5 +103,6 @@ class OpenAIEmbedder:
                 raise BackendUnavailableError(
                     f"embedding request failed ({type(exc).__name__}); check {self._url_setting} "
                     f"and the embedder name (ASSISTANT_EMBEDDER)") from None
-            out.extend(item.embedding for item in response.data)
+            # The API may return items out of order; each carries its input position.
+            out.extend(item.embedding for item in sorted(response.data, key=lambda item: item.index))
         return out

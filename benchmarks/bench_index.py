@@ -1,0 +1,229 @@
+"""Indexing benchmark: pipeline throughput against the raw embedder, re-index cost, CLI start-up, memory.
+
+Run:  HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_index.py [--chunks 3000] [--write]
+
+In one process it
+  1. generates a corpus of about --chunks chunks from the sample articles (sentences shuffled,
+     names swapped, a counter added) in a temp folder;
+  2. (a) encodes exactly the chunk texts the pipeline produces with sentence-transformers
+     `model.encode` (same model, batch size and thread count as the pipeline), once before and
+     once after (b), and uses the mean (other work on the machine drifts);
+  3. (b) runs `build_index` on a fresh index folder (model load, cleaning, chunking, hashing,
+     embedding, Chroma writes, manifest commits: everything);
+  4. (c) re-indexes the unchanged corpus;
+  5. (d) times `assistant --help` (median of 5 subprocess runs);
+  6. (e) reads the peak RSS of this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from assistant.chunking import split_sentences  # noqa: E402
+from assistant.cleaning import clean_text  # noqa: E402
+from assistant.indexing import build_index, make_chunks, walk_corpus, file_digest  # noqa: E402
+from assistant.loaders import load_document, read_metadata  # noqa: E402
+from assistant.settings import Settings  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADING = "## Indexing"
+# Names swapped between generated articles so near-duplicates still differ in content.
+SWAPS = [("Hayashi", "Iwaya"), ("Qin Gang", "Wang Yi"), ("Beijing", "Tokyo"), ("Kishida", "Ishiba"),
+         ("Li Qiang", "Xi Jinping"), ("Fukushima", "Okinawa")]
+
+
+def generate_corpus(folder: Path, target_chunks: int, settings: Settings, seed: int = 13) -> int:
+    """Write perturbed copies of the sample articles until they make about `target_chunks` chunks."""
+    samples = [clean_text(p.read_text(encoding="utf-8")) for p in sorted(Path(settings.corpus_dir).glob("*.txt"))]
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    chunks = n = 0
+    while chunks < target_chunks:
+        source = samples[n % len(samples)]
+        sentences = [source[s.start:s.end] for s in split_sentences(source)]
+        rng.shuffle(sentences)
+        text = "\n\n".join(" ".join(sentences[i:i + 3]) for i in range(0, len(sentences), 3))
+        for a, b in SWAPS:
+            if rng.random() < 0.5:
+                text = text.replace(a, "\0").replace(b, a).replace("\0", b)
+        text = f"Dispatch {n} from the regional desk.\n\n{text}\n"
+        path = folder / f"{n // 100:02d}" / f"article_{n:05d}.txt"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        chunks += len(make_chunks(path.name, text, "x", "", "", settings))
+        n += 1
+    return n
+
+
+def pipeline_texts(root: Path, settings: Settings) -> list[str]:
+    """The chunk texts `build_index` embeds for this folder, in its order."""
+    metadata = read_metadata(root)
+    texts: list[str] = []
+    for path, rel, reason in walk_corpus(root):
+        if reason:
+            continue
+        meta = metadata.get(rel)
+        doc = load_document(path, rel, settings.max_file_bytes, meta)
+        texts.extend(c.text for c in make_chunks(rel, doc.text, file_digest(path, meta), doc.title,
+                                                  doc.date, settings))
+    return texts
+
+
+class RawEncoder:
+    """sentence-transformers with the pipeline's model, batch size and thread count."""
+
+    def __init__(self, settings: Settings) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        from assistant.backends.embedders import local_model_path
+
+        hf_logging.disable_progress_bar()
+        torch.set_num_threads(max(1, settings.n_threads))
+        self.batch = settings.embed_batch_size
+        self.model = SentenceTransformer(str(local_model_path(settings.embedder.partition(":")[2])), device="cpu")
+        self.model.encode(["warm up"] * 8, batch_size=self.batch)
+
+    def seconds(self, texts: list[str]) -> float:
+        """Wall time of one `model.encode` over all texts."""
+        started = time.perf_counter()
+        self.model.encode(texts, batch_size=self.batch, normalize_embeddings=True, convert_to_numpy=True,
+                          show_progress_bar=False)
+        return time.perf_counter() - started
+
+
+def _assistant_command() -> list[str]:
+    exe = Path(sys.executable).parent / "assistant"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "assistant.cli"]
+
+
+def cli_index_seconds(corpus: Path, settings: Settings) -> float:
+    """Wall time of `assistant index CORPUS` in a fresh process (start-up and imports included)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.update(ASSISTANT_INDEX_DIR=settings.index_dir, ASSISTANT_EMBEDDER=settings.embedder, HF_HUB_OFFLINE="1")
+    started = time.perf_counter()
+    subprocess.run([*_assistant_command(), "index", str(corpus), "--json"], check=True, capture_output=True, env=env)
+    return time.perf_counter() - started
+
+
+def help_seconds(runs: int = 5) -> float:
+    """Median wall time of `assistant --help` in a fresh process."""
+    command = _assistant_command()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([*command, "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def render(rows: list[tuple[str, str, str, str]], notes: list[str]) -> str:
+    """The Markdown section for RESULTS.md."""
+    lines = [HEADING, "", *notes, "", "| Measure | Result | Goal | Met |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(section: str) -> None:
+    """Replace (or append) the Indexing section of RESULTS.md, leaving other sections alone."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chunks", type=int, default=3000, help="about how many chunks to generate")
+    parser.add_argument("--write", action="store_true", help=f"update the '{HEADING}' section of {RESULTS.name}")
+    args = parser.parse_args()
+
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp:
+        settings = Settings.from_env(environ={}, index_dir=str(Path(tmp) / "index"))
+        corpus = Path(tmp) / "corpus"
+        files = generate_corpus(corpus, args.chunks, settings)
+        texts = pipeline_texts(corpus, settings)
+        print(f"corpus: {files} files, {len(texts)} chunks; embedder {settings.embedder}, "
+              f"batch {settings.embed_batch_size}, {settings.n_threads} threads", file=sys.stderr)
+
+        encoder = RawEncoder(settings)
+        raw_before = encoder.seconds(texts)
+        print(f"(a) raw encode: {raw_before:.1f} s, {len(texts) / raw_before:.1f} chunks/s", file=sys.stderr)
+
+        started = time.perf_counter()
+        report = build_index(corpus, settings=settings)
+        full = time.perf_counter() - started
+        assert report.chunks == len(texts) and report.embedded_chunks == len(texts), report
+        rate = len(texts) / full
+        print(f"(b) pipeline: {full:.1f} s, {rate:.1f} chunks/s", file=sys.stderr)
+
+        # Raw encode again after the pipeline: the mean of the two brackets any drift in machine load.
+        raw_after = encoder.seconds(texts)
+        print(f"(a) raw encode again: {raw_after:.1f} s, {len(texts) / raw_after:.1f} chunks/s", file=sys.stderr)
+        raw = (raw_before + raw_after) / 2
+        raw_rate = len(texts) / raw
+        del encoder
+
+        started = time.perf_counter()
+        again = build_index(corpus, settings=settings)
+        reindex = time.perf_counter() - started
+        assert again.unchanged == files and again.embedded_chunks == 0, again
+        print(f"(c) unchanged re-index: {reindex:.2f} s", file=sys.stderr)
+        cli_reindex = cli_index_seconds(corpus, settings)
+        print(f"(c) unchanged re-index through the CLI: {cli_reindex:.2f} s", file=sys.stderr)
+
+    cli = help_seconds()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    ratio = rate / raw_rate
+    rows = [
+        ("(a) raw `model.encode` of the pipeline's chunk texts (mean of a run before and after (b))",
+         f"{raw_rate:.1f} chunks/s ({raw_before:.1f} s, {raw_after:.1f} s)", "", ""),
+        ("(b) whole pipeline, `build_index` on a fresh index", f"{rate:.1f} chunks/s ({full:.1f} s)", "", ""),
+        ("pipeline / raw encode", f"{ratio:.0%}", ">= 80%", "yes" if ratio >= 0.8 else "no"),
+        ("(c) re-index unchanged corpus, % of full index", f"{reindex / full:.1%} ({reindex:.2f} s)", "< 5%",
+         "yes" if reindex / full < 0.05 else "no"),
+        ("(c) the same through `assistant index` in a fresh process", f"{cli_reindex / full:.1%} ({cli_reindex:.2f} s)",
+         "< 5%", "yes" if cli_reindex / full < 0.05 else "no"),
+        ("(d) `assistant --help`, median of 5", f"{cli:.2f} s", "< 0.5 s", "yes" if cli < 0.5 else "no"),
+        ("(e) peak RSS of the benchmark process", f"{peak_mb:.0f} MB", "", ""),
+    ]
+    notes = [
+        f"`benchmarks/bench_index.py --chunks {args.chunks}`, run {date.today().isoformat()}: {files} generated "
+        f"files, {len(texts)} chunks (chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap}), "
+        f"embedder `{settings.embedder}`, batch {settings.embed_batch_size}, {settings.n_threads} torch threads, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, local Chroma. "
+        f"Load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: "
+        "other work on the machine slows (a) and (b) alike, which is why (a) is run on both sides of (b).",
+    ]
+    section = render(rows, notes)
+    print(section)
+    if args.write:
+        write_section(section)
+        print(f"updated {RESULTS}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Shared fixtures: a temp copy of the sample corpus, offline settings with a temp index, the CLI."""
+
+from __future__ import annotations
+
+import os
+
+# Offline before anything imports huggingface_hub / transformers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import pytest  # noqa: E402
+
+from assistant.settings import Settings  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_ARTICLES = REPO / "articles"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def _assistant_env_names() -> list[str]:
+    return [name for name in os.environ
+            if name.startswith("ASSISTANT_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL")]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No ASSISTANT_* / OPENAI_* variables from the developer's shell leak into the test."""
+    for name in _assistant_env_names():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return monkeypatch
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A writable copy of the five sample articles (and their metadata.json)."""
+    target = tmp_path / "articles"
+    shutil.copytree(SAMPLE_ARTICLES, target)
+    return target
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    """A fresh, empty folder for indexes."""
+    return tmp_path / "index"
+
+
+@pytest.fixture
+def settings(corpus: Path, index_dir: Path) -> Settings:
+    """Offline settings: the word-hashing fake embedder, a temp index, the temp corpus."""
+    return Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(index_dir),
+                             embedder="fake:hash")
+
+
+@pytest.fixture
+def cli_env(clean_env: pytest.MonkeyPatch, corpus: Path, index_dir: Path) -> pytest.MonkeyPatch:
+    """Environment for CLI runs: fake embedder, temp index dir, temp corpus as the default path."""
+    clean_env.setenv("ASSISTANT_EMBEDDER", "fake:hash")
+    clean_env.setenv("ASSISTANT_INDEX_DIR", str(index_dir))
+    clean_env.setenv("ASSISTANT_CORPUS", str(corpus))
+    return clean_env
+
+
+class RecordingEmbedder:
+    """The fake:hash embedder, recording every call's batch size (an empty list: nothing embedded)."""
+
+    def __init__(self) -> None:
+        from assistant.backends.fakes import FakeEmbedder
+
+        self._inner = FakeEmbedder("hash")
+        self.model_id = "fake:hash"
+        self.batches: list[int] = []
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embed like fake:hash and remember what was asked."""
+        self.batches.append(len(texts))
+        self.texts.extend(texts)
+        return self._inner.embed(texts)
+
+
+@pytest.fixture
+def recording_embedder(monkeypatch: pytest.MonkeyPatch) -> RecordingEmbedder:
+    """Make the indexer use one RecordingEmbedder (queries still use the normal fake)."""
+    import assistant.indexing
+
+    recorder = RecordingEmbedder()
+
+    def factory(settings: Any) -> RecordingEmbedder:
+        return recorder
+
+    monkeypatch.setattr(assistant.indexing, "get_embedder", factory)
+    return recorder

@@ -1,0 +1,146 @@
+"""Client-server mode: index into and search a real `chroma run` server (ASSISTANT_CHROMA_URL)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli import app
+from assistant.errors import StoreError
+from assistant.indexing import build_index
+from assistant.retrieval import search
+from assistant.settings import Settings
+from assistant.store import locate, open_collection
+
+HEARTBEAT_TIMEOUT = 60.0
+
+
+def _chroma_cli() -> str | None:
+    beside = Path(sys.executable).parent / "chroma"
+    return str(beside) if beside.exists() else shutil.which("chroma")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server on a free local port, stopped after the module."""
+    chroma = _chroma_cli()
+    if chroma is None:
+        pytest.skip("the `chroma` command is not installed")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-server")
+    log = (data / "server.log").open("wb")
+    server = subprocess.Popen([chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + HEARTBEAT_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"chroma server exited: {(data / 'server.log').read_text(errors='replace')[-1000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"chroma server gave no heartbeat within {HEARTBEAT_TIMEOUT:.0f}s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+        log.close()
+
+
+def _server_settings(url: str, index_dir: Path, corpus: Path, collection: str) -> Settings:
+    # One collection per test: tests share the server, as different users would.
+    return Settings.from_env(environ={}, chroma_url=url, index_dir=str(index_dir), corpus_dir=str(corpus),
+                             embedder="fake:hash", collection=collection)
+
+
+def test_index_and_search_through_a_chroma_server(chroma_url: str, corpus: Path, index_dir: Path) -> None:
+    settings = _server_settings(chroma_url, index_dir, corpus, "server-basic")
+    report = build_index(corpus, settings=settings)
+    assert report.added == 5
+    remote = open_collection(locate(settings), create=False)
+    assert remote.count() == report.chunks
+    assert not (Path(report.index_path) / "chroma").exists()  # vectors live on the server
+    hits = search("seafood import ban", settings, k=3)
+    assert hits[0].file.startswith(("003_", "004_"))
+    again = build_index(corpus, settings=settings)
+    assert (again.added, again.unchanged, again.chunks) == (0, 5, report.chunks)
+
+
+def test_changed_and_deleted_files_are_updated_on_the_server(chroma_url: str, corpus: Path,
+                                                             index_dir: Path) -> None:
+    settings = _server_settings(chroma_url, index_dir, corpus, "server-incremental")
+    build_index(corpus, settings=settings)
+    (corpus / "002_0c11952fb06d513a.txt").unlink()
+    changed = corpus / "003_f17476cd56e4653e.txt"
+    changed.write_text(changed.read_text(encoding="utf-8") + "\nA ferry route to Shanghai will reopen.\n",
+                       encoding="utf-8")
+    report = build_index(corpus, settings=settings)
+    assert (report.removed, report.updated, report.unchanged) == (1, 1, 3)
+    got = open_collection(locate(settings), create=False).get(include=["metadatas"])
+    assert len(got["ids"]) == report.chunks
+    assert "002_0c11952fb06d513a.txt" not in {m["file"] for m in got["metadatas"]}
+
+
+def test_two_clients_sharing_a_collection_do_not_delete_each_others_chunks(
+        chroma_url: str, corpus: Path, tmp_path: Path) -> None:
+    other_corpus = tmp_path / "other"
+    other_corpus.mkdir()
+    (other_corpus / "panda.txt").write_text("The zoo in Wakayama said its giant pandas will stay ten more years.\n")
+    mine = _server_settings(chroma_url, tmp_path / "index-a", corpus, "server-shared")
+    theirs = _server_settings(chroma_url, tmp_path / "index-b", other_corpus, "server-shared")
+    build_index(corpus, settings=mine)
+    build_index(other_corpus, settings=theirs)
+    assert search("seafood import ban", mine, k=1)[0].file.startswith(("003_", "004_"))
+    assert search("giant pandas", theirs, k=1)[0].file == "panda.txt"
+
+
+def test_cli_uses_assistant_chroma_url(chroma_url: str, corpus: Path, index_dir: Path,
+                                       clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ASSISTANT_CHROMA_URL", chroma_url)
+    clean_env.setenv("ASSISTANT_EMBEDDER", "fake:hash")
+    clean_env.setenv("ASSISTANT_INDEX_DIR", str(index_dir))
+    clean_env.setenv("ASSISTANT_COLLECTION", "server-cli")
+    runner = CliRunner()
+    result = runner.invoke(app, ["index", str(corpus), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["added"] == 5
+    result = runner.invoke(app, ["search", "seafood import ban", "--json", "--k", "1"])
+    assert json.loads(result.output)[0]["file"].startswith(("003_", "004_"))
+
+
+def test_server_down_is_a_store_error_naming_the_variable(corpus: Path, index_dir: Path) -> None:
+    settings = _server_settings(f"http://127.0.0.1:{_free_port()}", index_dir, corpus, "nobody-home")
+    with pytest.raises(StoreError, match="ASSISTANT_CHROMA_URL") as caught:
+        build_index(corpus, settings=settings)
+    assert "cannot use the Chroma server" in str(caught.value)
+
+
+def test_server_down_exits_6_from_the_cli(corpus: Path, index_dir: Path, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ASSISTANT_CHROMA_URL", f"http://127.0.0.1:{_free_port()}")
+    clean_env.setenv("ASSISTANT_EMBEDDER", "fake:hash")
+    clean_env.setenv("ASSISTANT_INDEX_DIR", str(index_dir))
+    result = CliRunner().invoke(app, ["index", str(corpus)])
+    assert result.exit_code == 6
+    assert "ASSISTANT_CHROMA_URL" in result.output and "Traceback" not in result.output
