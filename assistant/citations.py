@@ -116,7 +116,14 @@ def answer_sentences(text: str) -> list[str]:
     if not text:
         return []
     parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"“])|(?<=\])\s+(?=[A-Z\"“])|\n+", text)
-    return [p.strip() for p in parts if p and p.strip()]
+    out: list[str] = []
+    for part in (p.strip() for p in parts if p and p.strip()):
+        # A line holding only labels belongs to the sentence before it.
+        if out and not re.search(r"[A-Za-z0-9]", LABEL.sub("", part)):
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part)
+    return out
 
 
 def best_quote(sentence: str, source: Source) -> tuple[int, int, str]:
@@ -126,6 +133,20 @@ def best_quote(sentence: str, source: Source) -> tuple[int, int, str]:
         return source.start, source.end, source.text
     best = max(spans, key=lambda s: (lexical_support(sentence, source.text[s.start:s.end]), -s.start))
     return source.start + best.start, source.start + best.end, source.text[best.start:best.end]
+
+
+def _infer_sources(sentence: str, sources: list[Source], embed: EmbedFn | None) -> list[str]:
+    """Labels of the source (or pair of sources) that together support an uncited sentence."""
+    ranked = sorted(sources, key=lambda s: -lexical_support(sentence, s.text))
+    for s in ranked:
+        if supports(sentence, s.evidence, embed):
+            return [s.label]
+    # Small models merge two passages into one sentence (names from one, the date from another).
+    for i, first in enumerate(ranked[:3]):
+        for second in ranked[i + 1:]:
+            if supports(sentence, f"{first.evidence} {second.evidence}", embed):
+                return [first.label, second.label]
+    return []
 
 
 @dataclass
@@ -152,19 +173,18 @@ def resolve(answer: str, sources: list[Source], embed: EmbedFn | None = None) ->
         out.dropped_labels.extend(lab for lab in labels if lab not in by_label)
         plain = LABEL.sub("", sentence).strip()
         plain = re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"\s{2,}", " ", plain))
-        plain = _FILLER.sub("", plain.rstrip(".!?")).strip() + (plain[-1] if plain[-1:] in ".!?" else "")
+        plain = _FILLER.sub("", plain.rstrip(".!?")).strip() + (plain[-1] if plain and plain[-1] in ".!?" else "")
         if not re.search(r"[A-Za-z0-9]", plain):
             continue  # a sentence that was only labels
         out.sentences += 1
         inferred = False
         if not known:
-            match = next((s for s in sorted(sources, key=lambda s: -lexical_support(plain, s.text))
-                          if supports(plain, s.evidence, embed)), None)
-            if match is None:
+            matched = _infer_sources(plain, sources, embed)
+            if not matched:
                 out.uncited.append(plain)
                 sentences_out.append(plain)
                 continue
-            known, inferred = [match.label], True
+            known, inferred = matched, True
         cited_text = " ".join(by_label[lab].evidence for lab in known)
         supported = supports(plain, cited_text, embed)
         extra: list[str] = []

@@ -51,7 +51,12 @@ _LLM_CACHE: dict[tuple, "ChatModel"] = {}
 def get_llm(settings: "Settings", on_message: Callable[[str], None] | None = None) -> "ChatModel":
     """Build (once per process and configuration) the chat model named by `settings.llm`."""
     provider, model = split_spec(settings.llm)
-    key = (settings.llm, settings.openai_base_url, settings.n_ctx, settings.n_threads, settings.cache_dir)
+    import hashlib
+
+    # Anything that changes the client is in the key; the API key only as a digest.
+    key = (settings.llm, settings.openai_base_url, settings.n_ctx, settings.n_threads, settings.cache_dir,
+           hashlib.sha256(settings.openai_api_key.encode()).hexdigest(), settings.request_timeout,
+           settings.max_retries)
     if key in _LLM_CACHE:
         return _LLM_CACHE[key]
     if provider == "local":
