@@ -13,6 +13,7 @@ from .backends import get_llm
 from .chunking import split_sentences
 from .citations import Source, resolve
 from .errors import IndexNotBuiltError
+from .injection import addresses_the_assistant
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
@@ -92,6 +93,9 @@ class Assistant:
         for p in passages:
             for s in split_sentences(p.text):
                 key = (p.file, p.start + s.start)
+                # A sentence written to steer the model (planted instructions) is never evidence.
+                if addresses_the_assistant(p.text[s.start:s.end]):
+                    continue
                 if key not in candidates and len(content_terms(p.text[s.start:s.end])) >= 3:
                     candidates[key] = (p, p.start + s.start, p.start + s.end, p.text[s.start:s.end])
         items = list(candidates.values())

@@ -59,7 +59,7 @@ class ChatSession:
         rewritten = reply.strip().splitlines()[0].strip().strip('"') if reply.strip() else ""
         # Guard against a model that answers instead of rewriting, or returns nothing useful.
         if not rewritten or len(rewritten) > 3 * len(question) + 200 or not rewritten.endswith("?"):
-            previous = self.turns[-1].standalone
+            previous = self.turns[-1].standalone[:MAX_TURN_CHARS]
             return f"{question} (following up on: {previous})"
         return rewritten
 

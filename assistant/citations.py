@@ -11,6 +11,7 @@ from .text_utils import STOPWORDS, content_terms, tokens
 from .types import Citation
 
 LABEL = re.compile(r"\[S(\d+)\]")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*|\d[\d,.]*")
 _MONTH_ORDER = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
                 "october", "november", "december"]
 _MONTHS = set(_MONTH_ORDER)
@@ -61,9 +62,9 @@ def date_words(date: str) -> str:
 def critical_terms(sentence: str) -> set[str]:
     """Numbers, months and capitalised names: they must appear verbatim in a supporting passage."""
     out: set[str] = set()
-    words = re.findall(r"[A-Za-z][A-Za-z'’.-]*|\d[\d,.]*", LABEL.sub(" ", sentence))
+    words = _WORD.findall(LABEL.sub(" ", sentence))
     for n, word in enumerate(words):
-        w = word.strip(".,'’").lower()
+        w = word.strip(".,'’-").lower()
         if not w:
             continue
         if w[0].isdigit():
@@ -87,6 +88,8 @@ def lexical_support(sentence: str, passage: str) -> float:
 def missing_critical(sentence: str, passage: str) -> set[str]:
     """Critical terms of the sentence that the passage lacks."""
     passage_words = set(tokens(passage)) | {t.rstrip(".,") for t in re.findall(r"\d[\d,.]*", passage)}
+    # Also the words as critical_terms spells them ("tokyo-seoul", "u.s"), so a sentence supports itself.
+    passage_words |= {re.sub(r"['’]s$", "", w.strip(".,'’-").lower()) for w in _WORD.findall(passage)}
     return {t for t in critical_terms(sentence) if t not in passage_words and t.replace(",", "") not in passage_words}
 
 
@@ -108,6 +111,15 @@ def supports(sentence: str, passage: str, embed: EmbedFn | None = None) -> bool:
         return False
     a, b = embed([LABEL.sub(" ", sentence), passage])
     return _cosine(a, b) >= SEMANTIC_MIN
+
+
+def strip_labels(text: str) -> str:
+    """Remove every [S#] label, including one spelled around another ("[S[S1]9]")."""
+    while True:
+        stripped = LABEL.sub("", text)
+        if stripped == text:
+            return stripped
+        text = stripped
 
 
 def answer_sentences(text: str) -> list[str]:
@@ -171,7 +183,7 @@ def resolve(answer: str, sources: list[Source], embed: EmbedFn | None = None) ->
         labels = [f"S{n}" for n in LABEL.findall(sentence)]
         known = [lab for lab in dict.fromkeys(labels) if lab in by_label]
         out.dropped_labels.extend(lab for lab in labels if lab not in by_label)
-        plain = LABEL.sub("", sentence).strip()
+        plain = strip_labels(sentence).strip()
         plain = re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"\s{2,}", " ", plain))
         plain = _FILLER.sub("", plain.rstrip(".!?")).strip() + (plain[-1] if plain and plain[-1] in ".!?" else "")
         if not re.search(r"[A-Za-z0-9]", plain):

@@ -10,7 +10,10 @@ _BLOCK_TAGS = frozenset((
     "p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "blockquote", "pre", "td", "th", "figcaption",
     "dt", "dd", "div", "section", "article", "main", "body", "ul", "ol", "dl", "table", "tr",
     "figure", "address", "details", "summary", "br", "hr"))
-_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+# Text a reader never sees: display/visibility, zero size or opacity, or moved far off-screen.
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:\.0+)?(?:px|pt|em|rem|%)?\s*(?:;|!|$)"
+    r"|opacity\s*:\s*0(?:\.0+)?\s*(?:;|!|$)|(?:left|top|text-indent)\s*:\s*-\d{3,}", re.I)
 
 
 def html_to_text(html: str) -> tuple[str, str, str]:

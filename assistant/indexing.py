@@ -47,7 +47,7 @@ def walk_corpus(root: Path, exclude: Iterable[Path] = ()) -> Iterator[tuple[Path
             full = Path(dirpath) / dirname
             if full.is_symlink():
                 dirnames.remove(dirname)
-                yield full, full.relative_to(root).as_posix(), "symlinked folder not followed"
+                yield full, _printable(full.relative_to(root).as_posix()), "symlinked folder not followed"
             elif excluded and full.resolve() in excluded:
                 dirnames.remove(dirname)
         for name in sorted(filenames):
@@ -57,12 +57,25 @@ def walk_corpus(root: Path, exclude: Iterable[Path] = ()) -> Iterator[tuple[Path
             rel = path.relative_to(root).as_posix()
             if rel == METADATA_FILE:
                 continue
+            if _printable(rel) != rel:
+                # Chroma, JSON and the terminal need text: a name with undecodable bytes stops them all.
+                yield path, _printable(rel), "file name is not valid UTF-8; rename the file"
+                continue
             if path.is_symlink():
-                target = path.resolve()
+                try:
+                    target = path.resolve()
+                except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+                    yield path, rel, "symlink loop, not followed"
+                    continue
                 if not target.is_relative_to(root_real):
                     yield path, rel, "symlink pointing outside the corpus folder"
                     continue
             yield path, rel, None
+
+
+def _printable(rel: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by the OS as surrogates) become U+FFFD."""
+    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def file_digest(path: Path, meta: dict[str, str] | None) -> str:

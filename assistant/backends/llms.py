@@ -224,6 +224,7 @@ class OpenAIChatModel:
                                           "or choose a local model with ASSISTANT_LLM=local:...") from None
         self._openai = openai
         self._httpx = httpx
+        _redact_http_logs(api_key)
         # Retries are done below (not by the client) so backoff is bounded, logged and testable.
         self._client = openai.OpenAI(api_key=api_key, base_url=self.base_url,
                                      timeout=settings.request_timeout, max_retries=0)
@@ -254,6 +255,8 @@ class OpenAIChatModel:
                         yield choice.delta.content
         except (self._openai.OpenAIError, self._httpx.HTTPError) as exc:
             raise self._final_error(exc, tries=1, during="while streaming") from None
+        except ValueError as exc:
+            raise self._not_openai(exc) from None
         finally:
             chunks.close()
 
@@ -277,6 +280,8 @@ class OpenAIChatModel:
                 log.warning("%s at %s: %s; retry %d/%d in %.2f s", self.model_id, self.base_url,
                             self._describe(exc), attempt, tries - 1, delay)
                 self.sleep(delay)
+            except ValueError as exc:  # a 200 reply that is not JSON (json.JSONDecodeError)
+                raise self._not_openai(exc) from None
         raise AssertionError("unreachable")
 
     def _is_transient(self, exc: Exception) -> bool:
@@ -323,6 +328,12 @@ class OpenAIChatModel:
             text = f"{where} failed{after}: {self._describe(exc)}"
         return BackendUnavailableError(self._scrub(text))
 
+    def _not_openai(self, exc: Exception) -> AssistantError:
+        return BackendUnavailableError(self._scrub(
+            f"the model server at {self.base_url} ({self.url_setting}) sent a reply that is not an OpenAI "
+            f"chat completion ({type(exc).__name__}: {str(exc)[:120]}); check that the URL points at an "
+            "OpenAI-compatible /v1 endpoint"))
+
     def _describe(self, exc: Exception) -> str:
         if isinstance(exc, self._openai.APITimeoutError):
             return f"no answer within {self.settings.request_timeout:g} s"
@@ -339,6 +350,37 @@ class OpenAIChatModel:
         if self._secret and len(self._secret) >= 4:
             text = text.replace(self._secret, "***")
         return text
+
+
+class _RedactSecret(logging.Filter):
+    """Blank a secret out of log records (the HTTP libraries log response headers at DEBUG)."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to break
+            return True
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), None
+        return True
+
+
+_HTTP_LOGGERS = ("openai", "httpx", "httpx2", "httpcore", "httpcore2")
+
+
+def _redact_http_logs(secret: str) -> None:
+    # Logger filters are not inherited by child loggers, so each logger of the HTTP stack gets one.
+    if len(secret) < 4:
+        return
+    names = {n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in _HTTP_LOGGERS}
+    for name in sorted(names | set(_HTTP_LOGGERS)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactSecret) and f.secret == secret for f in logger.filters):
+            logger.addFilter(_RedactSecret(secret))
 
 
 def _retry_after(exc: Exception) -> float | None:

@@ -1,0 +1,433 @@
+"""Assistant.ask / stream: hybrid retrieval, filters, the prompt budget, labelled sources, the evidence
+gate and declining, date ordering, streaming, model selection and backend errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import shutil
+import socket
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import pytest
+
+import assistant.answering
+import assistant.indexing
+import assistant.retrieval
+from assistant.answering import DECLINE_TEXT, SENTINEL, Assistant, ask
+from assistant.backends import _LLM_CACHE, get_llm
+from assistant.backends.fakes import FakeChatModel
+from assistant.backends.llms import LocalChatModel
+from assistant.backends.model_files import KNOWN_MODELS, ensure_model_file
+from assistant.chunking import split_sentences
+from assistant.errors import BackendUnavailableError, ConfigError, InputError
+from assistant.indexing import build_index
+from assistant.retrieval import Filters
+from assistant.settings import Settings
+from assistant.types import Answer, Completion
+
+REPO = Path(__file__).resolve().parent.parent
+ARTICLES = REPO / "articles"
+DATES = {name: meta["date"] for name, meta in
+         json.loads((ARTICLES / "metadata.json").read_text(encoding="utf-8"))["files"].items()}
+SOURCE_LINE = re.compile(r"^\[S(\d+)\] \(([^,)]+), ([0-9-]+)\) (.+)$", re.M)
+
+ASTELLAS_Q = "Which pharmaceutical firm employed the senior employee detained in Beijing in March?"
+UNANSWERABLE_Q = "Who won the Olympic gold medal for Brazil?"
+MINISTERS_Q = "What did the Japanese foreign minister discuss with his Chinese counterpart in Beijing?"
+
+
+# --- fixtures and helpers -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("answering") / "articles"
+    shutil.copytree(ARTICLES, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def settings(corpus_dir: Path) -> Settings:
+    """fake:hash embedder, fake:extractive model, the sample corpus indexed once into a temp folder."""
+    s = Settings.from_env(environ={}, corpus_dir=str(corpus_dir), index_dir=str(corpus_dir.parent / "index"),
+                          embedder="fake:hash", llm="fake:extractive")
+    build_index(s.corpus_dir, settings=s)
+    return s
+
+
+@pytest.fixture(autouse=True)
+def fresh_models() -> Iterator[None]:
+    """Every test gets its own fake model instance (the registry caches one per process)."""
+    _LLM_CACHE.clear()
+    yield
+    _LLM_CACHE.clear()
+
+
+def fake_model(settings: Settings) -> FakeChatModel:
+    model = get_llm(settings)
+    assert isinstance(model, FakeChatModel)
+    return model
+
+
+class ScriptedChatModel:
+    """Replies with a fixed text, whatever it is asked; records the requests."""
+
+    def __init__(self, reply: str) -> None:
+        self.model_id = "fake:scripted"
+        self.reply = reply
+        self.requests: list[list[dict[str, str]]] = []
+
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
+                 stop: list[str] | None = None) -> Completion:
+        self.requests.append(messages)
+        return Completion(text=self.reply, prompt_tokens=1, completion_tokens=1)
+
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
+               stop: list[str] | None = None) -> Iterator[str]:
+        self.requests.append(messages)
+        # Split mid-word so a sentinel arrives in pieces, like real token streams.
+        for i in range(0, len(self.reply), 3):
+            yield self.reply[i:i + 3]
+
+
+def use_scripted(monkeypatch: pytest.MonkeyPatch, reply: str) -> ScriptedChatModel:
+    model = ScriptedChatModel(reply)
+    monkeypatch.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: model)
+    return model
+
+
+def prompt_sources(messages: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
+    """(label number, file, date, text) of every labelled source line in the user message."""
+    return SOURCE_LINE.findall(messages[-1]["content"])
+
+
+def sentences_sent(messages: list[dict[str, str]], corpus: Path) -> int:
+    """How many corpus sentences the prompt holds: each source is located in its file and split there."""
+    total = 0
+    for _n, name, _date, text in prompt_sources(messages):
+        raw = (corpus / name).read_text(encoding="utf-8")
+        match = re.search(r"\s+".join(map(re.escape, text.split())), raw)
+        assert match, f"source text of {name} is not a span of the file"
+        total += len(split_sentences(raw, match.start(), match.end()))
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- hybrid retrieval ---------------------------------------------------------------------------------
+
+class UselessEmbedder:
+    """Vectors carry no meaning: a pseudo-random unit vector per text."""
+
+    model_id = "fake:useless"
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            rng = random.Random(hashlib.md5(text.encode()).hexdigest())
+            vec = [rng.gauss(0.0, 1.0) for _ in range(16)]
+            norm = math.sqrt(sum(v * v for v in vec))
+            out.append([v / norm for v in vec])
+        return out
+
+
+def test_a_rare_keyword_is_found_by_bm25_when_dense_ranking_misses_it(
+        tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    useless = UselessEmbedder()
+    monkeypatch.setattr(assistant.indexing, "get_embedder", lambda s: useless)
+    monkeypatch.setattr(assistant.retrieval, "get_embedder", lambda s: useless)
+    s = Settings.from_env(environ={}, corpus_dir=str(corpus_dir), index_dir=str(tmp_path / "index"),
+                          embedder="fake:useless", llm="fake:extractive", dense_k=3)
+    build_index(s.corpus_dir, settings=s)
+    question = "Which pharmaceutical firm employed the detained man?"
+    bot = Assistant(s)
+
+    # Precondition: the dense side alone would not surface the only chunks naming the firm.
+    chunks = bot.retriever.all_chunks()
+    q = useless.embed([question])[0]
+    vectors = useless.embed([c.text for c in chunks])
+    dense_top = sorted(range(len(chunks)), key=lambda n: -sum(a * b for a, b in zip(q, vectors[n])))[:s.dense_k]
+    assert not any("Astellas" in chunks[n].text for n in dense_top)
+
+    passages = bot.retriever.search(question, k=4)
+    assert any("Astellas" in p.text for p in passages)
+    answer = bot.ask(question)
+    assert not answer.declined
+    assert "Astellas" in answer.answer
+    assert any("Astellas" in c.quote for c in answer.citations)
+
+
+# --- filters ------------------------------------------------------------------------------------------
+
+def test_without_filters_sources_span_several_files(settings: Settings) -> None:
+    model = fake_model(settings)
+    Assistant(settings).ask(MINISTERS_Q)
+    assert len({name for _n, name, _d, _t in prompt_sources(model.requests[-1])}) > 1
+
+
+def test_a_file_filter_restricts_every_source_and_citation_to_that_file(settings: Settings) -> None:
+    model = fake_model(settings)
+    only = "003_f17476cd56e4653e.txt"
+    answer = Assistant(settings).ask(MINISTERS_Q, filters=Filters(files=(only,)))
+
+    assert not answer.declined
+    assert {name for _n, name, _d, _t in prompt_sources(model.requests[-1])} == {only}
+    assert {p.file for p in answer.sources} == {only}
+    assert {c.file for c in answer.citations} == {only}
+
+
+@pytest.mark.parametrize("filters, allowed", [
+    (Filters(date_from="2024-01-01"), {"003_f17476cd56e4653e.txt", "004_749f0bb3dcd254b9.txt"}),
+    (Filters(date_to="2022-12-31"), {"002_0c11952fb06d513a.txt"}),
+    (Filters(date_from="2023-03-01", date_to="2023-03-31"), {"001_e2d5a160401ece19.txt"}),
+])
+def test_a_date_range_restricts_the_sources_to_articles_published_in_it(
+        settings: Settings, filters: Filters, allowed: set[str]) -> None:
+    model = fake_model(settings)
+    answer = Assistant(settings).ask(MINISTERS_Q, filters=filters)
+
+    sent = {name for _n, name, _d, _t in prompt_sources(model.requests[-1])} if model.requests else set()
+    assert sent | {p.file for p in answer.sources} | {c.file for c in answer.citations} <= allowed
+    assert answer.sources
+
+
+def test_a_date_that_does_not_parse_is_an_input_error_naming_the_option() -> None:
+    with pytest.raises(InputError, match="--since"):
+        Filters(date_from="last spring")
+
+
+# --- the prompt -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("budget", [2, 3, 6])
+def test_the_prompt_holds_at_most_max_context_sentences_sentences(settings: Settings, corpus_dir: Path,
+                                                                 budget: int) -> None:
+    s = settings.with_(max_context_sentences=budget)
+    model = fake_model(s)
+    Assistant(s).ask("When did Hayashi meet Qin Gang in Beijing?")
+
+    messages = model.requests[-1]
+    assert 1 <= len(prompt_sources(messages)) <= budget
+    assert sentences_sent(messages, corpus_dir) <= budget
+    # Passages are retrieved whole, so without the budget far more would be sent.
+    assert sentences_sent(messages, corpus_dir) >= min(budget, 2)
+
+
+def test_sources_are_labelled_s1_upwards_with_filename_and_date(settings: Settings) -> None:
+    model = fake_model(settings)
+    Assistant(settings).ask(MINISTERS_Q)
+
+    sources = prompt_sources(model.requests[-1])
+    assert [int(n) for n, _f, _d, _t in sources] == list(range(1, len(sources) + 1))
+    for _n, name, date, _t in sources:
+        assert (ARTICLES / name).is_file()
+        assert date == DATES[name]
+    assert ".txt" not in model.requests[-1][0]["content"]
+
+
+def test_the_system_prompt_says_source_text_is_never_instructions(settings: Settings) -> None:
+    model = fake_model(settings)
+    Assistant(settings).ask(MINISTERS_Q)
+
+    system, user = model.requests[-1]
+    assert system["role"] == "system" and user["role"] == "user"
+    assert "never instructions" in system["content"]
+    assert "[S1]" not in system["content"].replace("like [S1]", "")
+    assert user["content"].rstrip().endswith(f"Question: {MINISTERS_Q}")
+
+
+# --- declining ------------------------------------------------------------------------------------------
+
+def test_a_question_about_names_no_article_mentions_is_declined_without_calling_the_model(
+        settings: Settings) -> None:
+    model = fake_model(settings)
+    answer = Assistant(settings).ask(UNANSWERABLE_Q)
+
+    assert answer.declined is True
+    assert answer.answer == "The articles don't say."
+    assert 1 <= len(answer.sources) <= 3
+    assert answer.citations == []
+    assert model.requests == []
+
+
+def test_a_declined_stream_yields_the_decline_text_then_the_answer(settings: Settings) -> None:
+    model = fake_model(settings)
+    events = list(Assistant(settings).stream(UNANSWERABLE_Q))
+
+    assert "".join(e for e in events if isinstance(e, str)) == DECLINE_TEXT
+    assert isinstance(events[-1], Answer) and events[-1].declined
+    assert model.requests == []
+
+
+@pytest.mark.parametrize("reply", [SENTINEL, f"{SENTINEL}.", f"  {SENTINEL}\n"])
+def test_a_model_replying_with_the_sentinel_is_declined(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                        reply: str) -> None:
+    model = use_scripted(monkeypatch, reply)
+    answer = Assistant(settings).ask(ASTELLAS_Q)
+
+    assert model.requests, "the question must pass the evidence gate for the model to be asked"
+    assert answer.declined is True
+    assert answer.answer == DECLINE_TEXT
+    assert answer.sources
+
+
+def test_a_streamed_sentinel_never_reaches_the_user(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_scripted(monkeypatch, SENTINEL)
+    events = list(Assistant(settings).stream(ASTELLAS_Q))
+
+    text = "".join(e for e in events if isinstance(e, str))
+    assert "NOT_IN" not in text
+    assert text.strip() == DECLINE_TEXT
+    assert isinstance(events[-1], Answer) and events[-1].declined
+
+
+def test_the_fake_model_answering_an_answerable_question_is_not_declined(settings: Settings) -> None:
+    model = fake_model(settings)
+    answer = Assistant(settings).ask(ASTELLAS_Q)
+
+    assert len(model.requests) == 1
+    assert answer.declined is False
+    assert "Astellas" in answer.answer
+    assert answer.citations and answer.sources
+    assert answer.prompt_tokens > 0
+    assert {"retrieve_s", "generate_s", "total_s"} <= set(answer.timings)
+
+
+def test_an_empty_question_is_an_input_error(settings: Settings) -> None:
+    with pytest.raises(InputError, match="empty"):
+        Assistant(settings).ask("   ")
+
+
+# --- disagreeing sources and dates ----------------------------------------------------------------------
+
+def test_sources_for_a_when_question_are_ordered_by_date_and_show_it(settings: Settings) -> None:
+    model = fake_model(settings)
+    Assistant(settings).ask("When did the Japanese foreign minister visit Beijing?")
+
+    dates = [date for _n, _f, date, _t in prompt_sources(model.requests[-1])]
+    assert len(set(dates)) >= 2, "the question must draw on articles of different dates"
+    assert dates == sorted(dates)
+
+
+def test_both_the_planned_and_the_actual_meeting_date_reach_the_model(settings: Settings) -> None:
+    model = fake_model(settings)
+    Assistant(settings).ask("On what date did Hayashi and Qin Gang meet in Beijing?")
+
+    sources = prompt_sources(model.requests[-1])
+    texts = " ".join(t for _n, _f, _d, t in sources)
+    assert "on April 1" in texts and "on April 2" in texts
+    assert "disagree" in model.requests[-1][0]["content"]
+    dates = [d for _n, _f, d, _t in sources]
+    assert dates == sorted(dates)
+
+
+# --- streaming ------------------------------------------------------------------------------------------
+
+def test_stream_yields_several_text_deltas_before_the_final_answer(settings: Settings) -> None:
+    events = list(Assistant(settings).stream(ASTELLAS_Q))
+
+    deltas, final = events[:-1], events[-1]
+    assert isinstance(final, Answer) and not final.declined
+    assert len(deltas) >= 3 and all(isinstance(d, str) for d in deltas)
+    assert "Astellas" in "".join(deltas)
+    assert final.citations
+    assert "first_token_s" in final.timings
+
+
+# --- the module-level ask() ---------------------------------------------------------------------------
+
+def test_module_level_ask_answers_with_the_given_settings(settings: Settings) -> None:
+    answer = ask(ASTELLAS_Q, settings=settings)
+    assert isinstance(answer, Answer) and "Astellas" in answer.answer
+
+
+def test_module_level_ask_reads_settings_from_the_environment(settings: Settings,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", settings.index_dir)
+    monkeypatch.setenv("ASSISTANT_CORPUS", settings.corpus_dir)
+    monkeypatch.setenv("ASSISTANT_EMBEDDER", "fake:hash")
+    monkeypatch.setenv("ASSISTANT_LLM", "fake:extractive")
+    answer = ask(ASTELLAS_Q)
+    assert not answer.declined and "Astellas" in answer.answer
+
+
+# --- model selection --------------------------------------------------------------------------------------
+
+def test_the_default_model_is_the_local_1_5b_gguf(tmp_path: Path) -> None:
+    s = Settings.from_env(environ={}, cache_dir=str(tmp_path))
+    assert s.llm == "local:qwen2.5-coder-1.5b"
+    model = get_llm(s)
+    assert isinstance(model, LocalChatModel)
+    assert model.model == "qwen2.5-coder-1.5b" and "1.5B" in KNOWN_MODELS[model.model].description
+    assert "loaded=False" in repr(model), "the model loads on first use, not when it is chosen"
+
+
+def test_the_0_5b_model_is_selectable_by_name(tmp_path: Path) -> None:
+    s = Settings.from_env(environ={"ASSISTANT_LLM": "local:qwen2.5-coder-0.5b"}, cache_dir=str(tmp_path))
+    model = get_llm(s)
+    assert isinstance(model, LocalChatModel)
+    assert model.model_id == "local:qwen2.5-coder-0.5b"
+    assert "qwen2.5-coder-0.5b" in KNOWN_MODELS
+
+
+def test_a_gguf_file_is_selectable_by_path(tmp_path: Path) -> None:
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 64)
+    s = Settings.from_env(environ={}, llm=f"local:{gguf}", cache_dir=str(tmp_path))
+    model = get_llm(s)
+    assert isinstance(model, LocalChatModel) and model.model == str(gguf)
+    assert ensure_model_file(model.model, s.cache_dir) == gguf.resolve()
+
+
+def test_an_unknown_local_model_name_is_a_config_error_listing_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="qwen2.5-coder-1.5b"):
+        ensure_model_file("qwen-9000", tmp_path)
+
+
+# --- backend errors surface through ask() ------------------------------------------------------------
+
+def test_openai_without_a_key_fails_with_a_message_naming_openai_api_key(settings: Settings) -> None:
+    s = settings.with_(llm="openai:gpt-4o-mini", openai_api_key="")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        Assistant(s).ask(ASTELLAS_Q)
+
+
+def test_compatible_server_without_a_url_fails_naming_assistant_openai_base_url(settings: Settings) -> None:
+    s = settings.with_(llm="openai-compatible:some-model", openai_base_url="")
+    with pytest.raises(ConfigError, match="ASSISTANT_OPENAI_BASE_URL"):
+        Assistant(s).ask(ASTELLAS_Q)
+
+
+def test_an_unreachable_server_fails_naming_the_url_setting(settings: Settings) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    s = settings.with_(llm="openai-compatible:some-model", openai_base_url=url, max_retries=0,
+                       request_timeout=5.0, openai_api_key="sk-SECRET-never-shown")
+    with pytest.raises(BackendUnavailableError) as info:
+        Assistant(s).ask(ASTELLAS_Q)
+    message = str(info.value)
+    assert "ASSISTANT_OPENAI_BASE_URL" in message and url in message and "cannot reach" in message
+    assert "sk-SECRET" not in message
+
+
+def test_an_unreachable_server_also_fails_cleanly_when_streaming(settings: Settings) -> None:
+    s = settings.with_(llm="openai-compatible:some-model", openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
+                       max_retries=0, request_timeout=5.0)
+    with pytest.raises(BackendUnavailableError, match="ASSISTANT_OPENAI_BASE_URL"):
+        list(Assistant(s).stream(ASTELLAS_Q))
+
+
+def test_a_changed_api_key_timeout_or_retry_count_is_not_served_a_stale_client(settings: Settings) -> None:
+    s = settings.with_(llm="openai-compatible:some-model", openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
+                       openai_api_key="sk-first")
+    first = get_llm(s)
+    for change in ({"openai_api_key": "sk-second"}, {"openai_api_key": ""}, {"request_timeout": 1.0},
+                   {"max_retries": 0}):
+        assert get_llm(s.with_(**change)) is not first, f"{change} was ignored: the cached client is reused"
+    assert get_llm(s) is first

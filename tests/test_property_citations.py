@@ -1,0 +1,246 @@
+"""Citation integrity as a property: whatever text a model returns, citations are sound.
+
+Sources are built from a real index of the sample articles (fake:hash embedder, real Chroma).
+For any answer text (source sentences, junk, labels [S0]..[S20], broken label fragments), every
+resolved citation names an indexed file and quotes it verbatim, and the answer shows no label
+that does not resolve to a citation.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+
+import assistant.answering as answering
+import assistant.backends as backends
+import assistant.retrieval as retrieval
+import assistant.store as store
+from assistant.answering import Assistant
+from assistant.chunking import split_sentences
+from assistant.citations import Source, resolve
+from assistant.indexing import build_index
+from assistant.loaders import load_document
+from assistant.retrieval import get_retriever
+from assistant.settings import Settings
+from assistant.store import locate, read_manifest
+from assistant.types import Completion
+
+SAMPLES = Path(__file__).resolve().parent.parent / "articles"
+LABEL = re.compile(r"\[S(\d+)\]")
+QUESTIONS = [
+    "Which pharmaceutical company employed the senior employee detained in Beijing?",
+    "Where will the Group of Seven summit be hosted by Japan?",
+    "What did China impose on seafood imports from Japan?",
+    "Which Japanese foreign minister made his maiden trip to Beijing?",
+    "When was the hotline between defense authorities set up?",
+    "What did the Genron NPO survey find about Japanese impressions of China?",
+]
+PROPERTY = hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class World:
+    """A built sample index, its files' text, and the sources evidence selection hands out."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.corpus = Path(settings.corpus_dir)
+        self.indexed = set((read_manifest(locate(settings)) or {})["files"])
+        self.texts = {rel: load_document(self.corpus / rel, rel, settings.max_file_bytes).text
+                      for rel in self.indexed}
+        self.chunks = get_retriever(settings).all_chunks()
+        assistant = Assistant(settings)
+        self.gathered = [assistant.gather(q).sources for q in QUESTIONS]
+        # Every sentence of every chunk as a candidate source span.
+        self.spans: list[tuple[str, int, int, str, str]] = []
+        for c in self.chunks:
+            for s in split_sentences(c.text):
+                self.spans.append((c.file, c.start + s.start, c.start + s.end, c.text[s.start:s.end], c.date))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("prop")
+    corpus = root / "articles"
+    shutil.copytree(SAMPLES, corpus)
+    settings = Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(root / "idx"),
+                                 embedder="fake:hash", llm="fake:extractive")
+    build_index(corpus, settings=settings)
+    yield World(settings)
+    backends._LLM_CACHE.clear()
+    retrieval._RETRIEVERS.clear()
+    store._CLIENTS.clear()
+
+
+# --- strategies ----------------------------------------------------------------------------------
+
+JUNK = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+FRAGMENTS = st.sampled_from(["[S", "]", "[", "S", "1", "12", "[S[S1]9]", "[S0]", "[S-1]", "[s1]", "[S 2]",
+                             "according to the sources", "NOT_IN_SOURCES", ".", "!", "?", "\n", "\n\n",
+                             "“", "”", "U.S.", "Mr.", " ", "(", ")", "--"])
+
+
+@st.composite
+def pieces(draw: Any) -> list[tuple[str, Any]]:
+    """A recipe for an answer: source sentences (by index), junk, labels and label fragments."""
+    items = st.one_of(
+        st.tuples(st.just("src"), st.integers(0, 10_000), st.integers(0, 200), st.booleans()),
+        st.tuples(st.just("junk"), JUNK),
+        st.tuples(st.just("label"), st.integers(0, 20)),
+        st.tuples(st.just("frag"), FRAGMENTS),
+    )
+    return draw(st.lists(items, min_size=1, max_size=12))
+
+
+def render(recipe: list[tuple[str, Any]], sentences: list[str]) -> str:
+    """Turn a recipe into answer text using the given source sentences."""
+    out = []
+    for item in recipe:
+        if item[0] == "src" and sentences:
+            sentence = sentences[item[1] % len(sentences)]
+            out.append(sentence if item[3] else sentence[: max(1, item[2] % (len(sentence) + 1))])
+        elif item[0] == "junk":
+            out.append(item[1])
+        elif item[0] == "label":
+            out.append(f"[S{item[1]}]")
+        elif item[0] == "frag":
+            out.append(item[1])
+    return " ".join(out)
+
+
+@st.composite
+def handed_out(draw: Any, world: World) -> list[Source]:
+    """Sources as evidence selection makes them: labelled S1.., verbatim spans of indexed files."""
+    if draw(st.booleans()):
+        return world.gathered[draw(st.integers(0, len(world.gathered) - 1))]
+    picks = draw(st.lists(st.integers(0, len(world.spans) - 1), min_size=1, max_size=6, unique=True))
+    sources = []
+    for n, i in enumerate(picks, 1):
+        file, start, end, text, date = world.spans[i]
+        sources.append(Source(label=f"S{n}", file=file, start=start, end=end, text=text, date=date))
+    return sources
+
+
+def assert_sound(text: str, citations: list[Any], sources: list[Source], world: World) -> None:
+    by_label = {s.label: s for s in sources}
+    for c in citations:
+        assert c.label in by_label, f"citation label {c.label} was never handed out"
+        assert c.file in world.indexed, f"citation names {c.file!r}, not an indexed file"
+        assert c.file == by_label[c.label].file
+        assert c.quote and world.texts[c.file][c.start:c.end] == c.quote, "quote is not the file's text"
+        src = by_label[c.label]
+        assert src.start <= c.start < c.end <= src.end, "quote lies outside the cited source"
+    shown = set(LABEL.findall(text))
+    cited = {c.label[1:] for c in citations}
+    assert shown <= cited, f"answer shows labels {sorted(shown - cited)} with no citation: {text!r}"
+
+
+# --- citations.resolve ------------------------------------------------------------------------------
+
+@PROPERTY
+@given(data=st.data(), recipe=pieces())
+@example(data=None, recipe=[("src", 0, 0, True), ("frag", "[S[S1]9]")])
+def test_resolved_citations_name_indexed_files_and_quote_them_verbatim(world: World, data: Any,
+                                                                       recipe: list[tuple[str, Any]]) -> None:
+    sources = world.gathered[0] if data is None else data.draw(handed_out(world))
+    sentences = [world.texts[s.file][s.start:s.end] for s in sources]
+    sentences += [s.text[sp.start:sp.end] for s in sources for sp in split_sentences(s.text)]
+    text = render(recipe, sentences)
+    embed = get_retriever(world.settings).embed_texts
+    resolution = resolve(text, sources, embed=embed)
+    assert_sound(resolution.text, resolution.citations, sources, world)
+    assert set(resolution.dropped_labels).isdisjoint({s.label for s in sources})
+
+
+def test_label_hidden_inside_another_label_never_shows_in_the_answer(world: World) -> None:
+    sources = world.gathered[0]
+    sentence = sources[0].text
+    resolution = resolve(f"{sentence} [S[S1]9]", sources)
+    assert "[S9]" not in resolution.text, resolution.text
+    assert_sound(resolution.text, resolution.citations, sources, world)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_a_source_sentence_quoted_verbatim_with_its_own_label_is_supported(world: World, data: Any) -> None:
+    file, start, end, text, date = data.draw(st.sampled_from(world.spans))
+    source = Source(label="S1", file=file, start=start, end=end, text=text, date=date)
+    resolution = resolve(f"{text} [S1]", [source])
+    assert not resolution.unsupported and not resolution.uncited, (text, resolution)
+    assert resolution.citations and resolution.citations[0].quote in text
+
+
+@pytest.mark.parametrize("needle", ["Tokyo-Seoul", "Indo-Pacific", "U.S.", "Covid-19"])
+def test_verbatim_sentence_with_hyphenated_or_dotted_name_supports_itself(world: World, needle: str) -> None:
+    file, start, end, text, date = next(s for s in world.spans if needle in s[3])
+    resolution = resolve(f"{text} [S1]", [Source("S1", file, start, end, text, date)])
+    assert not resolution.unsupported, f"a verbatim quote with {needle!r} was flagged unsupported"
+
+
+# --- through Assistant.ask with a scripted model ------------------------------------------------------
+
+class ScriptedModel:
+    """Answers with text rendered from a hypothesis recipe over the sources in the prompt."""
+
+    model_id = "scripted:hypothesis"
+
+    def __init__(self) -> None:
+        self.recipe: list[tuple[str, Any]] = []
+        self.calls = 0
+
+    def _reply(self, messages: list[dict[str, str]]) -> str:
+        self.calls += 1
+        prompt = messages[-1]["content"]
+        lines = re.findall(r"^\[S\d+\] \([^)]*\) (.+)$", prompt, re.M)
+        sentences = [p for line in lines for p in re.split(r"(?<=[.!?])\s+", line)]
+        return render(self.recipe, sentences)
+
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
+                 stop: list[str] | None = None) -> Completion:
+        return Completion(text=self._reply(messages))
+
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
+               stop: list[str] | None = None) -> Iterator[str]:
+        text = self._reply(messages)
+        for i in range(0, len(text), 7):
+            yield text[i:i + 7]
+
+
+@pytest.fixture(scope="module")
+def scripted(world: World) -> Iterator[ScriptedModel]:
+    model = ScriptedModel()
+    patcher = pytest.MonkeyPatch()
+    patcher.setattr(answering, "get_llm", lambda settings, on_message=None: model)
+    yield model
+    patcher.undo()
+
+
+@PROPERTY
+@given(question=st.sampled_from(QUESTIONS), recipe=pieces(), streaming=st.booleans())
+def test_any_model_output_through_ask_yields_only_sound_citations(world: World, scripted: ScriptedModel,
+                                                                   question: str, recipe: list[tuple[str, Any]],
+                                                                   streaming: bool) -> None:
+    scripted.recipe = recipe
+    assistant = Assistant(world.settings)
+    sources = assistant.gather(question).sources
+    if streaming:
+        events = list(assistant.stream(question))
+        answer = events[-1]
+    else:
+        answer = assistant.ask(question)
+    assert_sound(answer.answer, answer.citations, sources, world)
+    assert "NOT_IN_SOURCES" not in answer.answer
+    if answer.declined:
+        assert not answer.citations
+
+
+@pytest.mark.parametrize("reply", ["[S0]", "[S1]", "[S1][S2]", " [S3] ", "[S1]\n[S2]"])
+def test_model_reply_made_only_of_labels_declines_instead_of_crashing(world: World, scripted: ScriptedModel,
+                                                                      reply: str) -> None:
+    scripted.recipe = [("frag", reply)]
+    answer = Assistant(world.settings).ask(QUESTIONS[0])
+    assert answer.declined and not answer.citations
