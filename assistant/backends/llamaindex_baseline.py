@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 SIMILARITY_TOP_K = 4
 # "[1]", "[1, 2]", "[Source 1]", "[Sources 1 and 3]": the ways models write CitationQueryEngine labels.
 _BRACKETS = re.compile(r"\[\s*(?:sources?\s*)?(\d+(?:\s*(?:,|and|&)\s*(?:sources?\s*)?\d+)*)\s*\]", re.I)
-_BARE = re.compile(r"\bsources?\s+(\d+)\b", re.I)
+_BARE = re.compile(r"\bsources?\s+(\d+(?:\s*(?:,|and|&)\s*\d+)*)\b", re.I)
 _SOURCE_PREFIX = re.compile(r"^Source \d+:\n")
 
 try:
@@ -55,7 +55,7 @@ def cited_numbers(text: str) -> list[int]:
     for match in _BRACKETS.finditer(text):
         found.extend(int(n) for n in re.findall(r"\d+", match.group(1)))
     for match in _BARE.finditer(_BRACKETS.sub(" ", text)):
-        found.append(int(match.group(1)))
+        found.extend(int(n) for n in re.findall(r"\d+", match.group(1)))
     return list(dict.fromkeys(n for n in found if n > 0))
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from ..errors import InputError
 from ..settings import REPO_DIR
 from .report import ci_text, fmt
+from .metrics import bootstrap_ci
+from .runner import HEADLINE, case_value
 
 
 def find_run(run: str | Path) -> Path:
@@ -39,17 +41,29 @@ def _load(run: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]] | None]:
     return summary, cases
 
 
-def _change(a: float | None, b: float | None) -> str:
+def _change(a: float | None, b: float | None, digits: int = 3) -> str:
     if a is None or b is None:
         return "–"
-    return f"{b - a:+.3f}"
+    return f"{b - a:+.{digits}f}"
 
 
-def _overlap(a: dict[str, Any], b: dict[str, Any]) -> str:
-    # Disjoint 95% intervals are a quick (conservative) sign the change is not noise.
-    if a.get("mean") is None or b.get("mean") is None:
-        return ""
-    return "yes" if a["high"] < b["low"] or b["high"] < a["low"] else "no"
+def _paired(key: str, cases_a: dict[str, dict[str, Any]] | None, cases_b: dict[str, dict[str, Any]] | None) -> str:
+    # Same questions on both sides: bootstrap the per-question differences, which is far
+    # tighter than comparing two independent intervals. An interval excluding 0 is a real change.
+    if cases_a is None or cases_b is None:
+        return "(needs cases.jsonl)"
+    diffs = []
+    for cid, x in cases_a.items():
+        y = cases_b.get(cid)
+        if y is not None:
+            va, vb = case_value(x, key), case_value(y, key)
+            if va is not None and vb is not None:
+                diffs.append(vb - va)
+    if not diffs:
+        return "–"
+    _mean, low, high = bootstrap_ci(diffs)
+    mark = " *" if low > 0 or high < 0 else ""
+    return f"[{low:+.3f}, {high:+.3f}]{mark}"
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path) -> str:
@@ -61,19 +75,24 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> str:
     lines = [f"# {path_a.name} → {path_b.name}", "",
              f"- A: `{ra.get('engine', '?')}` with `{ra.get('llm', '?')}`, {sum_a['n']} cases",
              f"- B: `{rb.get('engine', '?')}` with `{rb.get('llm', '?')}`, {sum_b['n']} cases", "",
-             "| metric | A [95% CI] | B [95% CI] | change | CIs disjoint |", "|---|---|---|---|---|"]
-    for key, ma in sum_a["headline"].items():
-        mb = sum_b["headline"].get(key)
+             "| metric | A [95% CI] | B [95% CI] | change | paired 95% CI of change |", "|---|---|---|---|---|"]
+    # summary.json is written with sorted keys; show metrics in the report's order.
+    keys = [k for k, _, _ in HEADLINE if k in sum_a["headline"]]
+    keys += sorted(k for k in sum_a["headline"] if k not in keys)
+    for key in keys:
+        ma, mb = sum_a["headline"][key], sum_b["headline"].get(key)
         if mb is None:
             continue
         lines.append(f"| {ma['label']} | {ci_text(ma)} | {ci_text(mb)} | {_change(ma['mean'], mb['mean'])} "
-                     f"| {_overlap(ma, mb)} |")
+                     f"| {_paired(key, cases_a, cases_b)} |")
     for name, key in (("latency p50 (s)", "p50"), ("latency p95 (s)", "p95")):
         a, b = (sum_a.get("latency_s") or {}).get(key), (sum_b.get("latency_s") or {}).get(key)
-        lines.append(f"| {name} | {fmt(a, 2)} | {fmt(b, 2)} | {_change(a, b)} | |")
+        lines.append(f"| {name} | {fmt(a, 2)} | {fmt(b, 2)} | {_change(a, b, 2)} | |")
     a, b = sum_a["prompt_tokens"].get("mean"), sum_b["prompt_tokens"].get("mean")
-    lines.append(f"| prompt tokens per call (mean) | {fmt(a, 0)} | {fmt(b, 0)} | {_change(a, b)} | |")
-    lines.append("")
+    lines.append(f"| prompt tokens per call (mean) | {fmt(a, 0)} | {fmt(b, 0)} | {_change(a, b, 0)} | |")
+    lines += ["", "Paired CI: bootstrap of per-question differences over the questions both runs score for that "
+              "metric (e.g. citation metrics only where both answered). `*`: it excludes 0, so the change is "
+              "unlikely to be noise.", ""]
     if cases_a is None or cases_b is None:
         lines.append("(per-question flips need cases.jsonl in both folders; committed reports keep only summaries)")
         return "\n".join(lines) + "\n"

@@ -27,7 +27,8 @@ def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]]) 
               f"- dataset: `{run.get('dataset', '')}`"
               + (f" (first {run['limit']} cases)" if run.get("limit") else ""),
               f"- {summary['n']} cases: {summary['n_answerable']} answerable, {summary['n_unanswerable']} "
-              f"unanswerable; {summary['n_declined']} declined",
+              f"unanswerable; {summary['n_declined']} declined"
+              + (f"; **{summary['n_errors']} failed with an exception** (scored wrong)" if summary.get("n_errors") else ""),
               f"- {run.get('started', '')} → {run.get('finished', '')}", ""]
     lines += ["## Headline metrics (mean, 95% bootstrap CI)", "",
               "| metric | value [95% CI] | over | n |", "|---|---|---|---|"]
@@ -67,6 +68,8 @@ def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]]) 
               "| id | type | outcome | gold | answer |", "|---|---|---|---|---|"]
     for r in wrong:
         outcome = "declined" if r["declined"] else ("answered (should decline)" if not r["answerable"] else "wrong")
+        if r.get("error"):
+            outcome = f"error: {r['error'][:60]}"
         gold = r["golds"][0] if r["golds"] else "(decline)"
         lines.append(f"| {r['id']} | {r['type']} | {outcome} | {_cell(gold)} | {_cell(r['answer'], 160)} |")
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from ..citations import answer_sentences, date_words, lexical_support, supports
-from ..errors import InputError
+from ..errors import AssistantError, InputError
 from ..settings import REPO_DIR, Settings
 from ..store import fingerprint, write_json_atomic
 from ..types import Answer, Citation, Passage
@@ -22,7 +22,12 @@ RETRIEVE_K = 10
 ProgressFn = Callable[[int, int, str], None]
 
 # Labels as either engine writes them: ours "[S1]", CitationQueryEngine's "[1]", "[1, 2]", "[Source 1]".
-_LABELS = re.compile(r"\[\s*(?:S|sources?\s*)?(\d+(?:\s*(?:,|and|&)\s*(?:S|sources?\s*)?\d+)*)\s*\]", re.I)
+_LABELS = re.compile(r"\[\s*(?:sources?\s*:?\s*)?S?(\d+(?:\s*(?:,|and|&)\s*(?:sources?\s*:?\s*)?S?\d+)*)\s*\]",
+                     re.I)
+# "Source 2" written without brackets, and the phrase around it ("According to Source 2, ...").
+_BARE = re.compile(r"\bsources?\s+(\d+(?:\s*(?:,|and|&)\s*\d+)*)\b", re.I)
+_BARE_PHRASE = re.compile(r"(?:\b(?:according to|as stated in|as mentioned in|as per|as reported in|from|see|in)\s+)?"
+                          r"\bsources?\s+\d+(?:\s*(?:,|and|&)\s*\d+)*\b\s*,?", re.I)
 # Said-it-in-words declines; informational only (scoring uses the engine's decline flag).
 _WORDED_DECLINE = re.compile(
     r"\b(not (?:mentioned|provided|specified|stated|say|said|given|available|found|included|clear)|"
@@ -62,12 +67,16 @@ def cited_labels(sentence: str) -> list[str]:
     found: list[str] = []
     for match in _LABELS.finditer(sentence):
         found.extend(f"S{n}" for n in re.findall(r"\d+", match.group(1)))
+    for match in _BARE.finditer(_LABELS.sub(" ", sentence)):
+        found.extend(f"S{n}" for n in re.findall(r"\d+", match.group(1)))
     return list(dict.fromkeys(found))
 
 
 def strip_labels(text: str) -> str:
-    """The text without citation labels, spacing before punctuation tidied."""
-    return re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"\s{2,}", " ", _LABELS.sub(" ", text))).strip()
+    """The text without citation labels (and "according to Source 2"), spacing before punctuation tidied."""
+    text = re.sub(r"\(\s*\)", " ", _BARE_PHRASE.sub(" ", _LABELS.sub(" ", text)))
+    text = re.sub(r"^[\s,;:]+", "", re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"\s{2,}", " ", text)))
+    return text[:1].upper() + text[1:] if text else text
 
 
 def alce_sentences(answer: Answer, dates: dict[str, str]) -> list[tuple[str, list[str]]]:
@@ -177,19 +186,25 @@ HEADLINE: list[tuple[str, str, str]] = [
     ("alce_recall", "ALCE citation recall", "answered"),
     ("alce_precision", "ALCE citation precision", "answered"),
     ("correct_decline", "Correct declines", "unanswerable"),
-    ("wrong_decline", "Wrong declines", "answerable"),
+    ("wrong_decline", "Wrong declines (lower is better)", "answerable"),
     ("crag", "CRAG score", "all"),
 ]
 
 
-def _values(records: Sequence[dict[str, Any]], key: str) -> list[float]:
+def case_value(record: dict[str, Any], key: str) -> float | None:
+    """One case's value of a headline metric, or None when the metric does not cover the case."""
     if key == "correct_decline":
-        return [float(r["declined"]) for r in records if not r["answerable"]]
-    if key == "wrong_decline":
-        return [float(r["declined"]) for r in records if r["answerable"]]
-    if key == "correct":
-        return [float(r["correct"]) for r in records if r["answerable"]]
-    return [float(r[key]) for r in records if r.get(key) is not None]
+        return None if record["answerable"] else float(record["declined"])
+    if key in ("wrong_decline", "correct"):
+        if not record["answerable"]:
+            return None
+        return float(record["declined"] if key == "wrong_decline" else record["correct"])
+    value = record.get(key)
+    return None if value is None else float(value)
+
+
+def _values(records: Sequence[dict[str, Any]], key: str) -> list[float]:
+    return [v for v in (case_value(r, key) for r in records) if v is not None]
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -223,6 +238,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "n_answerable": sum(r["answerable"] for r in records),
         "n_unanswerable": sum(not r["answerable"] for r in records),
         "n_declined": sum(r["declined"] for r in records),
+        "n_errors": sum(bool(r.get("error")) for r in records),
         "n_worded_declines": sum(r["worded_decline"] and not r["declined"] for r in records),
         "headline": headline,
         "retrieval_extra": extra,
@@ -304,10 +320,18 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
     with open(run_dir / "cases.jsonl", "w", encoding="utf-8") as out:
         for n, case in enumerate(cases, 1):
             t0 = time.perf_counter()
-            answer = engine.ask(case.question)
+            error = ""
+            try:
+                answer = engine.ask(case.question)
+            except AssistantError:
+                raise  # a setup problem (model missing, store down) fails every case alike
+            except Exception as exc:  # noqa: BLE001 - one engine bug must not lose an hour-long run
+                error = f"{type(exc).__name__}: {exc}"
+                answer = Answer(question=case.question, answer="", declined=False)
             latency = time.perf_counter() - t0
             relevant = {c.chunk_id for c in chunks if case.evidence and m.passage_relevant(c.text, case.evidence)}
             record = score_case(case, answer, latency, retrieve(case.question, RETRIEVE_K), relevant, dates, embed)
+            record["error"] = error
             records.append(record)
             # One line per finished case: a killed run still shows how far it got.
             out.write(json.dumps(record, ensure_ascii=False) + "\n")

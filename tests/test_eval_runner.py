@@ -1,0 +1,169 @@
+"""The evaluation runner end to end: fake models, a real index in a temp dir, a real run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import InputError
+from assistant.evaluate.compare import compare_runs
+from assistant.evaluate.runner import HEADLINE, EvalReport, alce_sentences, cited_labels, run_eval, strip_labels
+from assistant.indexing import build_index
+from assistant.settings import Settings
+from assistant.types import Answer, Citation
+
+REPO = Path(__file__).resolve().parent.parent
+DATASET = REPO / "evals" / "datasets" / "sample.jsonl"
+SECRET = "sk-test-SECRET"
+
+
+@pytest.fixture
+def eval_settings(clean_env: pytest.MonkeyPatch, corpus: Path, index_dir: Path) -> Settings:
+    """fake:hash + fake:extractive over a temp index of the sample articles, with an API key in the env."""
+    clean_env.setenv("OPENAI_API_KEY", SECRET)
+    settings = Settings.from_env(corpus_dir=str(corpus), index_dir=str(index_dir), embedder="fake:hash",
+                                 llm="fake:extractive")
+    assert settings.openai_api_key == SECRET
+    build_index(corpus, settings=settings)
+    return settings
+
+
+def _mixed_dataset(tmp_path: Path) -> Path:
+    # The first eight cases are all answerable; add two unanswerable ones so declines are scored.
+    lines = [line for line in DATASET.read_text(encoding="utf-8").splitlines() if line.strip()]
+    unanswerable = [line for line in lines if '"answerable": false' in line][:2]
+    path = tmp_path / "gold.jsonl"
+    path.write_text("\n".join(lines[:6] + unanswerable) + "\n", encoding="utf-8")
+    return path
+
+
+def _run(settings: Settings, tmp_path: Path, **kwargs: object) -> EvalReport:
+    seen: list[tuple[int, int, str]] = []
+    report = run_eval(kwargs.pop("dataset", None), settings=settings, runs_dir=tmp_path / "runs",
+                      progress=lambda done, total, cid: seen.append((done, total, cid)), **kwargs)  # type: ignore[arg-type]
+    assert [s[0] for s in seen] == list(range(1, len(report.cases) + 1))
+    return report
+
+
+def test_run_writes_complete_run_folder_without_secrets(eval_settings: Settings, tmp_path: Path) -> None:
+    report = _run(eval_settings, tmp_path, limit=8)
+    run = report.run_dir
+    assert run.parent == tmp_path / "runs" and run.name.endswith("_" + report.summary["run"]["fingerprint"])
+    for name in ("settings.json", "cases.jsonl", "summary.json", "report.md", "chart.png"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+        assert SECRET not in (run / name).read_text(encoding="utf-8", errors="ignore"), name
+    assert (run / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    settings_json = json.loads((run / "settings.json").read_text())
+    assert settings_json["llm"] == "fake:extractive" and settings_json["openai_api_key"] == "set"
+    cases = [json.loads(line) for line in (run / "cases.jsonl").read_text().splitlines()]
+    assert len(cases) == 8 == len(report.cases) and [c["id"] for c in cases] == [f"q00{i}" for i in range(1, 9)]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n"] == 8 and set(summary["headline"]) == {key for key, _, _ in HEADLINE}
+    for key in ("file_hit@5", "file_mrr@10", "correct", "f1", "alce_recall", "crag"):
+        metric = summary["headline"][key]
+        assert metric["low"] <= metric["mean"] <= metric["high"], key
+    assert summary["latency_s"]["p50"] <= summary["latency_s"]["p95"]
+    assert 0.0 <= summary["support_checker"]["kappa"] <= 1.0
+    assert report.markdown == (run / "report.md").read_text() and "Headline metrics" in report.markdown
+
+
+def test_case_records_hold_answer_citations_and_every_metric(eval_settings: Settings, tmp_path: Path) -> None:
+    report = _run(eval_settings, tmp_path, dataset=_mixed_dataset(tmp_path))
+    by_id = {c["id"]: c for c in report.cases}
+    answered = [c for c in report.cases if c["answerable"] and not c["declined"]]
+    assert answered, "the extractive fake answers some of the first questions"
+    for case in answered:
+        assert case["citations"] and all(c["file"].endswith(".txt") for c in case["citations"])
+        for key in ("file_hit@1", "file_recall@3", "file_ndcg@10", "passage_hit@5", "em", "f1", "contains",
+                    "citation_precision", "citation_recall", "alce_recall", "alce_precision", "latency_s"):
+            assert case[key] is not None, key
+    q001 = by_id["q001"]
+    assert q001["correct"] and "Astellas" in q001["prediction"] and q001["file_hit@5"] == 1.0
+    unanswerable = [c for c in report.cases if not c["answerable"]]
+    assert len(unanswerable) == 2
+    for case in unanswerable:
+        assert case["file_hit@5"] is None and case["em"] is None
+        assert case["correct"] == case["declined"] and case["crag"] == (1 if case["declined"] else -1)
+    decline = report.summary["decline"]
+    assert decline["n_unanswerable"] == 2 and decline["n_answerable"] == 6
+
+
+def test_compare_runs_lists_metric_changes_and_flips(eval_settings: Settings, tmp_path: Path) -> None:
+    first = _run(eval_settings, tmp_path, limit=6)
+    second = _run(eval_settings, tmp_path, limit=8)
+    assert first.run_dir != second.run_dir
+    text = compare_runs(first.run_dir, second.run_dir)
+    assert first.run_dir.name in text and second.run_dir.name in text
+    assert "| File hit@5 |" in text and "CRAG score" in text and "latency p50" in text
+    assert "paired 95% CI of change" in text
+    assert "2 question(s) are in only one run" in text
+    # Same deterministic models on the same questions: nothing flips.
+    assert "## correct → wrong (0)" in text and "## wrong → correct (0)" in text
+
+
+def test_compare_runs_rejects_a_folder_without_summary(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a finished run folder"):
+        compare_runs(tmp_path, tmp_path)
+
+
+def test_missing_dataset_is_a_clear_input_error(eval_settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="dataset file not found"):
+        run_eval(tmp_path / "nope.jsonl", settings=eval_settings, runs_dir=tmp_path / "runs")
+
+
+def test_eval_cli_prints_report_and_run_folder(eval_settings: Settings, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASSISTANT_EMBEDDER", "fake:hash")
+    monkeypatch.setenv("ASSISTANT_LLM", "fake:extractive")
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", eval_settings.index_dir)
+    monkeypatch.setenv("ASSISTANT_CORPUS", eval_settings.corpus_dir)
+    result = CliRunner().invoke(app, ["eval", "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["n"] == 3 and SECRET not in result.output
+    assert len(list((tmp_path / "evals" / "runs").iterdir())) == 1
+
+
+def test_alce_labels_are_read_in_either_engine_style() -> None:
+    assert cited_labels("Tokyo [S1] and Beijing [2, 3].") == ["S1", "S2", "S3"]
+    assert cited_labels("See [Source 4].") == ["S4"]
+    assert strip_labels("Astellas Pharma [S1] [2].") == "Astellas Pharma."
+
+
+def test_alce_sentences_pair_each_sentence_with_its_own_quote_and_the_article_date() -> None:
+    answer = Answer(question="q", declined=False,
+                    answer="Hayashi visited Beijing [S1]. Qin agreed to visit Japan [S1]. Tokyo said so [S9].",
+                    citations=[Citation("S1", "a.txt", 0, 24, "Hayashi visited Beijing."),
+                               Citation("S1", "a.txt", 30, 60, "Qin said he would visit Japan.")])
+    pairs = alce_sentences(answer, {"a.txt": "2023-04-02"})
+    assert pairs[0] == ("Hayashi visited Beijing.", ["Hayashi visited Beijing. 2 April 2023"])
+    assert pairs[1] == ("Qin agreed to visit Japan.", ["Qin said he would visit Japan. 2 April 2023"])
+    # A label with no resolved citation supports nothing: the sentence counts against recall.
+    assert pairs[2] == ("Tokyo said so.", [])
+
+
+def test_an_engine_crash_on_one_question_is_recorded_and_the_run_goes_on(
+        eval_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.answering import Assistant
+
+    real_ask = Assistant.ask
+
+    def flaky(self: Assistant, question: str, filters: object = None) -> Answer:
+        if "Brussels" in question or "NATO" in question:
+            raise IndexError("string index out of range")
+        return real_ask(self, question)
+
+    monkeypatch.setattr(Assistant, "ask", flaky)
+    report = _run(eval_settings, tmp_path, limit=3)
+    by_id = {c["id"]: c for c in report.cases}
+    assert by_id["q002"]["error"] == "IndexError: string index out of range"
+    assert not by_id["q002"]["correct"] and by_id["q002"]["crag"] == -1
+    assert by_id["q001"]["error"] == "" and report.summary["n_errors"] == 1
+    assert "error: IndexError" in report.markdown
