@@ -173,8 +173,23 @@ class Resolution:
     sentences: int = 0
 
 
+# Label spellings small models produce instead of [S1]: [Source: S1], [Source 1], (S1), [S1, S2].
+_LOOSE_LABEL = re.compile(r"[\[(]\s*(?:sources?\s*:?\s*)?((?:S?\d+\s*(?:,|and|;)?\s*)+)[\])]", re.I)
+
+
+def normalize_labels(answer: str) -> str:
+    """Rewrite loose label spellings into [S#] form (bare numbers only when prefixed 'Source')."""
+    def fix(match: re.Match[str]) -> str:
+        whole, body = match.group(0), match.group(1)
+        if not re.search(r"S\d", body, re.I) and not re.match(r"[\[(]\s*sources?", whole, re.I):
+            return whole  # "(2019)" or "[1]" is not a label
+        return "".join(f"[S{n}]" for n in re.findall(r"\d+", body))
+    return _LOOSE_LABEL.sub(fix, answer)
+
+
 def resolve(answer: str, sources: list[Source], embed: EmbedFn | None = None) -> Resolution:
     """Resolve labels to citations, drop unknown labels, infer missing ones, flag unsupported sentences."""
+    answer = normalize_labels(answer)
     by_label = {s.label: s for s in sources}
     out = Resolution(text="")
     seen: set[tuple[str, int, int, str]] = set()

@@ -47,18 +47,18 @@ def _settings(**overrides: Any) -> Any:
     return Settings.from_env(**overrides)
 
 
-def _progress_callback() -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
+def _progress_callback(label: str = "indexing") -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
     # A bar only on a terminal: pipes and CI logs stay clean.
     if not sys.stderr.isatty():
         return None, lambda: None
     from rich.progress import Progress
 
     progress = Progress(transient=True)
-    task = progress.add_task("indexing", total=None)
+    task = progress.add_task(label, total=None)
     progress.start()
 
     def update(done: int, total: int, name: str) -> None:
-        progress.update(task, completed=done, total=total, description=f"indexing {name[:40]}")
+        progress.update(task, completed=done, total=total, description=f"{label} {name[:40]}")
 
     return update, progress.stop
 
@@ -229,7 +229,7 @@ def eval_run(
     from .evaluate.runner import run_eval
 
     settings = _settings(index_dir=index_dir, llm=llm)
-    update, stop = _progress_callback()
+    update, stop = _progress_callback("evaluating")
     try:
         report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update)
     finally:

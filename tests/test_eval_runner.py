@@ -9,7 +9,8 @@ import pytest
 
 from assistant.errors import InputError
 from assistant.evaluate.compare import compare_runs
-from assistant.evaluate.runner import HEADLINE, EvalReport, alce_sentences, cited_labels, run_eval, strip_labels
+from assistant.evaluate.runner import (HEADLINE, EvalReport, alce_sentences, cited_labels, rejudge_run, run_eval,
+                                       strip_labels)
 from assistant.indexing import build_index
 from assistant.settings import Settings
 from assistant.types import Answer, Citation
@@ -167,3 +168,21 @@ def test_an_engine_crash_on_one_question_is_recorded_and_the_run_goes_on(
     assert not by_id["q002"]["correct"] and by_id["q002"]["crag"] == -1
     assert by_id["q001"]["error"] == "" and report.summary["n_errors"] == 1
     assert "error: IndexError" in report.markdown
+
+
+def test_label_only_lines_cite_the_sentence_they_belong_to() -> None:
+    citations = [Citation("S1", "a.txt", 0, 9, "Tokyo met."), Citation("S2", "b.txt", 0, 10, "Seoul met.")]
+    after = Answer(question="q", declined=False, answer="Tokyo met.\n[S1]\nSeoul met [S2].", citations=citations)
+    assert [passages for _, passages in alce_sentences(after, {})] == [["Tokyo met."], ["Seoul met."]]
+    heading = Answer(question="q", declined=False, answer="Source 2:\nSeoul met.", citations=citations)
+    assert alce_sentences(heading, {}) == [("Seoul met.", ["Seoul met."])]
+
+
+def test_rejudge_keeps_answers_and_rewrites_the_judged_numbers(eval_settings: Settings, tmp_path: Path) -> None:
+    report = _run(eval_settings, tmp_path, limit=4)
+    before = [(c["id"], c["answer"], c["file_mrr@10"]) for c in report.cases]
+    again = rejudge_run(report.run_dir, settings=eval_settings)
+    assert [(c["id"], c["answer"], c["file_mrr@10"]) for c in again.cases] == before
+    assert again.summary["headline"]["alce_recall"] == report.summary["headline"]["alce_recall"]
+    assert "re-judged" in (report.run_dir / "report.md").read_text()
+    assert json.loads((report.run_dir / "summary.json").read_text())["run"]["name"] == report.run_dir.name

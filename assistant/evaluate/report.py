@@ -29,7 +29,9 @@ def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]]) 
               f"- {summary['n']} cases: {summary['n_answerable']} answerable, {summary['n_unanswerable']} "
               f"unanswerable; {summary['n_declined']} declined"
               + (f"; **{summary['n_errors']} failed with an exception** (scored wrong)" if summary.get("n_errors") else ""),
-              f"- {run.get('started', '')} → {run.get('finished', '')}", ""]
+              f"- {run.get('started', '')} → {run.get('finished', '')}"
+              + (f"; citations re-judged {run['rejudged']} with the current checker (answers unchanged)"
+                 if run.get("rejudged") else ""), ""]
     lines += ["## Headline metrics (mean, 95% bootstrap CI)", "",
               "| metric | value [95% CI] | over | n |", "|---|---|---|---|"]
     for key, metric in summary["headline"].items():

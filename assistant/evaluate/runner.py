@@ -84,13 +84,23 @@ def alce_sentences(answer: Answer, dates: dict[str, str]) -> list[tuple[str, lis
     by_label: dict[str, list[Citation]] = {}
     for c in answer.citations:
         by_label.setdefault(c.label, []).append(c)
-    out: list[tuple[str, list[str]]] = []
-    for sentence in answer_sentences(answer.answer):
-        plain = strip_labels(sentence)
+    units: list[tuple[str, list[str]]] = []
+    pending: list[str] = []
+    for part in answer_sentences(answer.answer):
+        plain, labels = strip_labels(part), cited_labels(part)
         if not re.search(r"[A-Za-z0-9]", plain):
+            # A line of labels only: a heading ("Source 1:") cites what follows, else what precedes.
+            if units and not part.rstrip().endswith(":"):
+                units[-1][1].extend(labels)
+            else:
+                pending.extend(labels)
             continue
+        units.append((plain, pending + labels))
+        pending = []
+    out: list[tuple[str, list[str]]] = []
+    for plain, labels in units:
         passages = []
-        for label in cited_labels(sentence):
+        for label in dict.fromkeys(labels):
             options = by_label.get(label)
             if not options:
                 continue  # a label the engine never resolved cites nothing
@@ -156,17 +166,22 @@ def score_case(case: EvalCase, answer: Answer, latency: float, ranked: Sequence[
         record["citation_precision"], record["citation_recall"] = p, r
     else:
         record["citation_precision"] = record["citation_recall"] = None
-    if answered:
-        sentences = alce_sentences(answer, dates)
-        # metrics.alce_citation_scores calls supports(passage, sentence); ours takes (sentence, passage).
-        judge = lambda passage, sentence: supports(sentence, passage, embed)  # noqa: E731
-        recall, precision = m.alce_citation_scores(sentences, judge)
-        record["alce_recall"], record["alce_precision"] = recall, precision
-        record["alce_sentences"] = [{"sentence": s, "passages": len(ps),
-                                     "supported": bool(ps) and judge("\n".join(ps), s)} for s, ps in sentences]
-    else:
-        record["alce_recall"] = record["alce_precision"] = None
+    record.update(alce_scores(answer, dates, embed))
     return record
+
+
+def alce_scores(answer: Answer, dates: dict[str, str],
+                embed: Callable[[Sequence[str]], list[list[float]]] | None) -> dict[str, Any]:
+    """ALCE citation recall/precision of one answer, judged by `citations.supports` (None if declined)."""
+    if answer.declined:
+        return {"alce_recall": None, "alce_precision": None, "alce_sentences": []}
+    sentences = alce_sentences(answer, dates)
+    # metrics.alce_citation_scores calls supports(passage, sentence); ours takes (sentence, passage).
+    judge = lambda passage, sentence: supports(sentence, passage, embed)  # noqa: E731
+    recall, precision = m.alce_citation_scores(sentences, judge)
+    return {"alce_recall": recall, "alce_precision": precision,
+            "alce_sentences": [{"sentence": s, "passages": len(ps), "supported": bool(ps) and judge("\n".join(ps), s)}
+                               for s, ps in sentences]}
 
 
 # Headline metrics: (key, label, the cases it averages over).
@@ -288,7 +303,8 @@ def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[floa
     from ..backends import get_llm
 
     embed(["warm up"])
-    get_llm(settings).complete([{"role": "user", "content": "Say OK."}], max_tokens=2)
+    if settings.llm.startswith("local:"):  # remote models have nothing to load; spare the API call
+        get_llm(settings).complete([{"role": "user", "content": "Say OK."}], max_tokens=2)
 
 
 def run_eval(dataset: str | Path | None = None, settings: Settings | None = None, limit: int | None = None,
@@ -296,8 +312,6 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
              runs_dir: str | Path = "evals/runs") -> EvalReport:
     """Evaluate the assistant (or the stock LlamaIndex baseline) on a gold set and write a run folder."""
     from ..retrieval import get_retriever
-    from .report import render_markdown, write_chart
-    from .support_calibration import calibrate
 
     settings = settings or Settings.from_env()
     path = Path(dataset) if dataset else default_dataset()
@@ -338,16 +352,54 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
             out.flush()
             if progress:
                 progress(n, len(cases), case.id)
+    run = {"name": run_dir.name, "engine": engine_name, "llm": settings.llm, "embedder": settings.embedder,
+           "fingerprint": fingerprint(settings), "dataset": str(path), "limit": limit,
+           "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    summary, markdown = _write_results(run_dir, records, run, embed)
+    return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
+
+
+def rejudge_run(run_dir: str | Path, settings: Settings | None = None) -> EvalReport:
+    """Re-score a finished run's stored answers with the current citation judge (no model is asked).
+
+    Only the judge-dependent numbers change (ALCE scores and the support checker's agreement);
+    `settings` must name the run's index, whose embedder the judge uses.
+    """
+    from ..retrieval import get_retriever
+
+    run_dir = Path(run_dir)
+    settings = settings or Settings.from_env()
+    retriever = get_retriever(settings)
+    dates = {c.file: c.date for c in retriever.all_chunks()}
+    try:
+        records = [json.loads(line) for line in (run_dir / "cases.jsonl").read_text(encoding="utf-8").splitlines()
+                   if line.strip()]
+        old = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{run_dir} is not a finished run folder ({exc}); give one written by `assistant eval`") from None
+    for r in records:
+        answer = Answer(question=r["question"], answer=r["answer"], declined=r["declined"],
+                        citations=[Citation(**c) for c in r["citations"]])
+        r.update(alce_scores(answer, dates, retriever.embed_texts))
+    (run_dir / "cases.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                         encoding="utf-8")
+    run = {**old.get("run", {}), "rejudged": time.strftime("%Y-%m-%d %H:%M:%S")}
+    summary, markdown = _write_results(run_dir, records, run, retriever.embed_texts)
+    return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
+
+
+def _write_results(run_dir: Path, records: list[dict[str, Any]], run: dict[str, Any],
+                   embed: Callable[[Sequence[str]], list[list[float]]]) -> tuple[dict[str, Any], str]:
+    from .report import render_markdown, write_chart
+    from .support_calibration import calibrate
+
     summary = summarise(records)
-    checker = calibrate(embed=embed)
-    summary["support_checker"] = {k: checker["current"][k] for k in
-                                  ("lexical_min", "semantic_min", "n", "accuracy", "precision", "recall", "f1",
-                                   "kappa", "confusion")}
-    summary["run"] = {"name": run_dir.name, "engine": engine_name, "llm": settings.llm, "embedder": settings.embedder,
-                      "fingerprint": fingerprint(settings), "dataset": str(path), "limit": limit,
-                      "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    checker = calibrate(embed=embed)["current"]
+    summary["support_checker"] = {k: checker[k] for k in ("lexical_min", "semantic_min", "n", "accuracy", "precision",
+                                                          "recall", "f1", "kappa", "confusion")}
+    summary["run"] = run
     markdown = render_markdown(summary, records)
     write_json_atomic(run_dir / "summary.json", summary)
     (run_dir / "report.md").write_text(markdown, encoding="utf-8")
     write_chart(summary, run_dir / "chart.png")
-    return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
+    return summary, markdown
