@@ -20,12 +20,12 @@ import textwrap
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import pytest
+from loopback import LoopbackServer, QuietHandler
 
 import assistant.backends as backends
 import assistant.indexing as indexing
@@ -111,7 +111,7 @@ def _extractive(body: dict[str, Any]) -> str:
     return "NOT_IN_SOURCES"
 
 
-class ModelServer:
+class ModelServer(LoopbackServer):
     """POST /v1/chat/completions answered by `script(n, body)`: (status, payload) or 'slow' or raw bytes."""
 
     def __init__(self, script: Callable[[int, dict[str, Any]], Any]) -> None:
@@ -120,7 +120,7 @@ class ModelServer:
         self.release = threading.Event()
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 owner.requests += 1
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
@@ -153,22 +153,9 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serve(Handler)
 
-    def __enter__(self) -> "ModelServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _remote(settings: Settings, url: str, **changes: Any) -> Assistant:

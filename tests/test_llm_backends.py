@@ -13,11 +13,11 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from loopback import LoopbackServer, QuietHandler
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -60,7 +60,7 @@ def _fail(status: int, message: str = "boom") -> Reply:
     return status, {"error": {"message": message, "type": "server_error"}}, {}
 
 
-class FakeServer:
+class FakeServer(LoopbackServer):
     """Answers POST /v1/chat/completions from a script of replies; counts requests."""
 
     def __init__(self, script: Callable[[int, dict, dict[str, str]], Reply | str]) -> None:
@@ -69,7 +69,7 @@ class FakeServer:
         self.release = threading.Event()
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 owner.requests += 1
                 length = int(self.headers.get("content-length", 0))
@@ -102,22 +102,9 @@ class FakeServer:
                     self.wfile.flush()
                 self.wfile.write(b"data: [DONE]\n\n")
 
-            def log_message(self, *args: object) -> None:
-                pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serve(Handler)
 
-    def __enter__(self) -> "FakeServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _remote(url: str, *, retries: int = 2, timeout: float = 5.0, key: str = "") -> OpenAIChatModel:

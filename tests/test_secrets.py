@@ -13,13 +13,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from loopback import LoopbackServer, QuietHandler
 from typer.testing import CliRunner
 
 import assistant.backends as backends
@@ -52,7 +51,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class EchoServer:
+class EchoServer(LoopbackServer):
     """An OpenAI-style server; `script(n, body)` gives a status, and error bodies echo the key back."""
 
     def __init__(self, script: Callable[[int, dict[str, Any]], int], echo_header: bool = False) -> None:
@@ -62,7 +61,7 @@ class EchoServer:
         self.seen_keys: list[str] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 owner.requests += 1
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
@@ -87,21 +86,9 @@ class EchoServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.serve(Handler)
 
-    def __enter__(self) -> "EchoServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _extractive(body: dict[str, Any]) -> str:
