@@ -11,11 +11,12 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, Iterator, Sequence  # noqa: E402
 
 import pytest  # noqa: E402
 
 from assistant.settings import Settings  # noqa: E402
+from caches import clear_process_caches  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_ARTICLES = REPO / "articles"
@@ -96,3 +97,11 @@ def recording_embedder(monkeypatch: pytest.MonkeyPatch) -> RecordingEmbedder:
 
     monkeypatch.setattr(assistant.indexing, "get_embedder", factory)
     return recorder
+
+
+@pytest.fixture
+def fresh_caches() -> Iterator[None]:
+    """Start and end a test with no cached models, retrievers or Chroma clients."""
+    clear_process_caches()
+    yield
+    clear_process_caches()

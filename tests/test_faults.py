@@ -27,9 +27,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from loopback import LoopbackServer, QuietHandler
 
-import assistant.backends as backends
 import assistant.indexing as indexing
-import assistant.retrieval as retrieval
 import assistant.store as store
 from assistant.answering import Assistant
 from assistant.errors import AssistantError, BackendUnavailableError, StoreError
@@ -45,17 +43,7 @@ ASTELLAS = "Which pharmaceutical company employed the senior employee detained i
 BOUND = 60.0  # seconds any wait in this module may take at most
 
 
-def _clear_caches() -> None:
-    backends._LLM_CACHE.clear()
-    retrieval._RETRIEVERS.clear()
-    store._CLIENTS.clear()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    _clear_caches()
-    yield
-    _clear_caches()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def _free_port() -> int:

@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from caches import clear_process_caches
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-import assistant.backends as backends
-import assistant.retrieval as retrieval
-import assistant.store as store
 from assistant.chunking import chunk_text
 from assistant.cleaning import keep_spans
 from assistant.indexing import build_index, file_digest, make_chunks
@@ -30,9 +28,7 @@ FUZZ = hsettings(max_examples=40, deadline=None,
 @pytest.fixture(autouse=True, scope="module")
 def _fresh_caches() -> Iterator[None]:
     yield
-    backends._LLM_CACHE.clear()
-    retrieval._RETRIEVERS.clear()
-    store._CLIENTS.clear()
+    clear_process_caches()
 
 
 def assert_index_whole(settings: Settings, corpus: Path) -> dict[str, Any]:

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from caches import clear_process_caches
 
 import assistant.backends as backends
-import assistant.retrieval as retrieval
-import assistant.store as store
 from assistant.answering import Assistant
 from assistant.backends import get_llm
 from assistant.indexing import build_index
@@ -42,12 +41,6 @@ VARIANTS: dict[str, dict[str, Any]] = {v["id"]: v for v in SPEC["variants"]}
 IDS = list(VARIANTS)
 ELSEWHERE = SPEC["elsewhere"]
 CONTROL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|system|>")
-
-
-def _clear_caches() -> None:
-    backends._LLM_CACHE.clear()
-    retrieval._RETRIEVERS.clear()
-    store._CLIENTS.clear()
 
 
 def _forget_fake_models() -> None:
@@ -86,7 +79,7 @@ def variant_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         return built[variant_id]
 
     yield get
-    _clear_caches()
+    clear_process_caches()
 
 
 def _bad_strings(variant: dict[str, Any]) -> list[str]:

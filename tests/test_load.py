@@ -12,10 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 import assistant.answering as answering
-import assistant.backends as backends
 import assistant.chat as chat
-import assistant.retrieval as retrieval
-import assistant.store as store
 from assistant.answering import Assistant
 from assistant.backends.fakes import FakeChatModel
 from assistant.chat import ChatSession
@@ -49,17 +46,7 @@ QUESTIONS = [
 ]
 
 
-def _clear_caches() -> None:
-    backends._LLM_CACHE.clear()
-    retrieval._RETRIEVERS.clear()
-    store._CLIENTS.clear()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    _clear_caches()
-    yield
-    _clear_caches()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def _settings(tmp_path: Path) -> Settings:

@@ -6,14 +6,10 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
 
-import assistant.backends as backends
-import assistant.retrieval as retrieval
-import assistant.store as store
 from assistant.answering import Assistant
 from assistant.cli import app
 from assistant.indexing import build_index
@@ -28,13 +24,7 @@ OUTSIDE = "Hayashi and Qin met in Beijing and agreed on the OUTSIDEFILE-4Z plan 
 OUTSIDE_DIR = "Hayashi and Qin met in Beijing and agreed on the OUTSIDEDIR-8B plan for the detained employee."
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    for cache in (backends._LLM_CACHE, retrieval._RETRIEVERS, store._CLIENTS):
-        cache.clear()
-    yield
-    for cache in (backends._LLM_CACHE, retrieval._RETRIEVERS, store._CLIENTS):
-        cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def _settings(corpus: Path, tmp_path: Path, **extra: object) -> Settings:

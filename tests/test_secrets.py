@@ -15,15 +15,12 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from loopback import LoopbackServer, QuietHandler
 from typer.testing import CliRunner
 
-import assistant.backends as backends
-import assistant.retrieval as retrieval
-import assistant.store as store
 from assistant.answering import Assistant
 from assistant.cli import app
 from assistant.errors import AssistantError, BackendUnavailableError
@@ -36,13 +33,7 @@ SAMPLES = REPO / "articles"
 ASTELLAS = "Which pharmaceutical company employed the senior employee detained in Beijing?"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_caches() -> Iterator[None]:
-    for cache in (backends._LLM_CACHE, retrieval._RETRIEVERS, store._CLIENTS):
-        cache.clear()
-    yield
-    for cache in (backends._LLM_CACHE, retrieval._RETRIEVERS, store._CLIENTS):
-        cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 def _free_port() -> int:

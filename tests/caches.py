@@ -1,0 +1,14 @@
+"""Per-process caches the tests reset so one test's models, retrievers or Chroma clients never leak into another."""
+
+from __future__ import annotations
+
+import assistant.backends as backends
+import assistant.retrieval as retrieval
+import assistant.store as store
+
+
+def clear_process_caches() -> None:
+    """Forget cached chat models, retrievers and Chroma clients."""
+    backends._LLM_CACHE.clear()
+    retrieval._RETRIEVERS.clear()
+    store._CLIENTS.clear()
