@@ -17,7 +17,7 @@ from .injection import addresses_the_assistant
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
-from .text_utils import content_terms, stem
+from .text_utils import MONTHS, content_terms, stem
 from .types import Answer, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
@@ -296,7 +296,7 @@ def _proper_names(question: str) -> list[str]:
     for word in words[1:]:
         w = re.sub(r"['’]s$", "", word)
         # Acronyms (GDP, NATO) are often spelled out in articles, so they do not count.
-        if w[0].isupper() and not w.isupper() and len(w) > 3 and w.lower() not in _MONTH_NAMES:
+        if w[0].isupper() and not w.isupper() and len(w) > 3 and w.lower() not in MONTHS:
             names.append(w.lower())
     return names
 
@@ -311,8 +311,6 @@ def addresses_question(question: str, answer: str) -> bool:
     return True
 
 
-_MONTH_NAMES = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
-                "october", "november", "december"}
 _DEFAULT: dict[Any, Assistant] = {}
 
 

@@ -7,14 +7,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .chunking import split_sentences
-from .text_utils import STOPWORDS, content_terms, tokens
+from .text_utils import MONTHS, STOPWORDS, content_terms, tokens
 from .types import Citation
 
 LABEL = re.compile(r"\[S(\d+)\]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*|\d[\d,.]*")
-_MONTH_ORDER = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
-                "october", "november", "december"]
-_MONTHS = set(_MONTH_ORDER)
 # Filler a model adds around labels ("according to source [S1]"): removed with the label.
 _FILLER = re.compile(r",?\s*\(?(?:according to|as stated in|as mentioned in|as per|as reported in|from|see)"
                      r"(?:\s+(?:the\s+)?(?:sources?|articles?))?\)?(?=\s*[.!?]?$)", re.I)
@@ -53,7 +50,7 @@ def date_words(date: str) -> str:
         return ""
     words = [parts[0]]
     if len(parts) > 1 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12:
-        words.insert(0, sorted(_MONTHS, key=_MONTH_ORDER.index)[int(parts[1]) - 1].capitalize())
+        words.insert(0, MONTHS[int(parts[1]) - 1].capitalize())
     if len(parts) > 2 and parts[2][:2].isdigit():
         words.insert(0, str(int(parts[2][:2])))
     return " ".join(words)
@@ -69,7 +66,7 @@ def critical_terms(sentence: str) -> set[str]:
             continue
         if w[0].isdigit():
             out.add(w.rstrip(".,"))
-        elif w in _MONTHS:
+        elif w in MONTHS:
             out.add(w)
         elif word[0].isupper() and n > 0 and w not in STOPWORDS and w not in _NOT_NAMES and len(w) > 2:
             out.add(re.sub(r"['’]s$", "", w))

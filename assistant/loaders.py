@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .text_utils import MONTHS
+
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 METADATA_FILE = "metadata.json"
 
@@ -167,7 +169,6 @@ def _front_matter(text: str) -> tuple[str, str]:
     return fields.get("title", ""), _iso(fields.get("date", ""))
 
 
-_MONTHS = ("january february march april may june july august september october november december").split()
 _DATE_LINE = re.compile(
     r"^(?:published|updated|posted|date)\s*[:\-]?\s*(?:on\s+)?(.{6,40})$", re.I | re.M)
 
@@ -197,7 +198,7 @@ def _month(word: str) -> int:
     word = word.lower()
     if len(word) < 3:
         return 0
-    return next((n for n, name in enumerate(_MONTHS, 1) if name.startswith(word)), 0)
+    return next((n for n, name in enumerate(MONTHS, 1) if name.startswith(word)), 0)
 
 
 def _ymd(year: str, month: int, day: str) -> str:

@@ -13,6 +13,10 @@ again further once all any both each few more most other some such only own same
 also said says say tell told according up down out off during while until against between
 """.split())
 
+# Month names in calendar order, lower case.
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december")
+
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 
 
