@@ -11,13 +11,13 @@ from typing import Any, Callable, Iterator
 
 from .backends import get_llm
 from .chunking import split_sentences
-from .citations import Source, resolve
+from .citations import LABEL, NOT_NAMES, Source, lexical_support, normalize_labels, resolve, strip_labels
 from .errors import IndexNotBuiltError
 from .injection import addresses_the_assistant
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
-from .text_utils import MONTHS, content_terms, stem
+from .text_utils import MONTHS, STOPWORDS, content_terms, stem, tokens
 from .types import Answer, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
@@ -37,6 +37,10 @@ _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|el
 _DATE = re.compile(r"\b(19|20)\d\d\b|\b(january|february|march|april|may|june|july|august|september|october|"
                    r"november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|spring|summer|"
                    r"autumn|winter|year|month|week|today|yesterday|tomorrow|ago|since|earlier|later)\b", re.I)
+_WHAT_DAY = re.compile(r"\b(what|which) (date|day)\b|\bexact date\b", re.I)
+_WEEKDAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.I)
+_WHERE = re.compile(r"^\s*(where|(in|at) which|which (country|city|place))\b", re.I)
+_WHO = re.compile(r"^\s*(who|whom|whose)\b|\bwhat (is|was|were|are) the names?\b|^\s*name\b", re.I)
 _TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
 
 MessageFn = Callable[[str], None]
@@ -239,8 +243,10 @@ class Assistant:
         timings["generate_s"] = t2 - t1
         answer = self._finish(question, raw, evidence, timings, t0)
         answer.prompt_tokens, answer.completion_tokens = prompt_tokens, completion_tokens
-        if streaming and answer.declined:
-            yield ("\n" if raw.strip() and not raw.strip().startswith(SENTINEL) else "") + answer.answer
+        shown = raw.strip()
+        if streaming and (answer.declined or not re.search(r"[A-Za-z0-9]", strip_labels(normalize_labels(shown)))):
+            # What was streamed is not the answer (a decline, or labels the code turned into a quote).
+            yield ("\n" if shown and not shown.startswith(SENTINEL) else "") + answer.answer
         yield answer
 
     def _declined(self, question: str, evidence: Evidence, timings: dict[str, float], t0: float) -> Answer:
@@ -252,18 +258,46 @@ class Assistant:
         text = raw.strip()
         if not text or text.startswith(SENTINEL) or text.replace(SENTINEL, "").strip(" .") == "":
             return self._declined(question, evidence, timings, t0)
-        text = text.replace(SENTINEL, "").strip()
-        resolution = resolve(text, evidence.sources, embed=self.retriever.embed_texts)
-        if (len(resolution.unsupported) + len(resolution.uncited) >= resolution.sentences
-                or not addresses_question(question, resolution.text)):
-            # Nothing the model said is backed by the sources: treat it as not answerable.
+        text = quote_if_only_labels(question, text.replace(SENTINEL, "").strip(), evidence.sources)
+        resolution = resolve(text, evidence.sources, embed=self.retriever.embed_texts, question=question,
+                             article_words=self.retriever.article_words())
+        # A claim no source supports is withheld (it stays listed in unsupported_sentences).
+        kept = resolution.supported
+        if not kept or not addresses_question(question, " ".join(kept)):
+            # Nothing the model said is backed by the sources, or it does not answer what was asked.
             return self._declined(question, evidence, timings, t0)
+        answer_text = " ".join(kept)
         timings["total_s"] = time.perf_counter() - t0
-        cited_files = {c.file for c in resolution.citations}
+        citations = [c for c in resolution.citations if f"[{c.label}]" in answer_text]
+        cited_files = {c.file for c in citations}
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
-        return Answer(question=question, answer=resolution.text, declined=False, citations=resolution.citations,
+        return Answer(question=question, answer=answer_text, declined=False, citations=citations,
                       sources=sources, timings=timings, unsupported_sentences=resolution.unsupported,
                       uncited_sentences=resolution.uncited)
+
+
+def quote_if_only_labels(question: str, text: str, sources: list[Source]) -> str:
+    """A reply that is only labels ("[Source: S1]") points at a source without saying anything:
+    answer with the sentence of those sources that best matches the question, quoted verbatim."""
+    text = normalize_labels(text)
+    if re.search(r"[A-Za-z0-9]", strip_labels(text)):
+        return text
+    by_label = {s.label: s for s in sources}
+    cited = [by_label[f"S{n}"] for n in dict.fromkeys(LABEL.findall(text)) if f"S{n}" in by_label]
+    if not cited:
+        return ""
+    wants_name = bool(_WHO.search(question) or _WHERE.search(question))
+    scored = []
+    for n, src in enumerate(cited):
+        for span in split_sentences(src.text):
+            quote = src.text[span.start:span.end]
+            # For who/where/which questions, a sentence naming something the question does not is the answer.
+            bonus = 0.5 if wants_name and _new_names(question, quote) else 0.0
+            scored.append((lexical_support(question, quote) + bonus, -n, -span.start, quote, src.label))
+    if not scored:
+        return ""
+    *_, quote, label = max(scored)
+    return f"{' '.join(quote.split()).rstrip('.')} [{label}]."
 
 
 _DAY_DATE = re.compile(r"\b(?:(January|February|March|April|May|June|July|August|September|October|November|"
@@ -301,12 +335,28 @@ def _proper_names(question: str) -> list[str]:
     return names
 
 
+def _new_names(question: str, answer: str) -> set[str]:
+    """Capitalised words of the answer that the question does not contain (candidate names)."""
+    asked = {stem(t) for t in tokens(question)}
+    out = set()
+    for word in re.findall(r"[A-Za-z][A-Za-z'’-]*", answer):
+        w = re.sub(r"['’]s$", "", word).lower()
+        if (word[0].isupper() and w not in STOPWORDS and w not in NOT_NAMES and stem(w) not in asked
+                and w not in MONTHS and not w.endswith("ese")):
+            out.add(w)
+    return out
+
+
 def addresses_question(question: str, answer: str) -> bool:
-    """Does the answer have the kind of content the question asks for (a number, a date)?"""
+    """Does the answer have the kind of content the question asks for (a number, a date, a name)?"""
     answer = re.sub(r"\[S\d+\]", " ", answer)
     if _HOW_MANY.search(question) and not _NUMBER.search(answer):
         return False
     if _WHEN.search(question) and not _DATE.search(answer):
+        return False
+    if _WHAT_DAY.search(question) and not _DAY_DATE.search(answer) and not _WEEKDAY.search(answer):
+        return False
+    if _WHO.search(question) and not _new_names(question, answer):
         return False
     return True
 

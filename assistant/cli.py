@@ -134,9 +134,14 @@ def _print_answer(answer: Any) -> None:
         for c in answer.citations:
             mark = " (inferred)" if c.inferred else ""
             typer.echo(f"  [{c.label}] {c.file} [{c.start}:{c.end}]{mark}: \"{' '.join(c.quote.split())}\"")
-    if answer.unsupported_sentences:
-        typer.echo("\nNot supported by the cited passage (check before relying on it):")
-        for sentence in answer.unsupported_sentences:
+    _print_withheld(answer)
+
+
+def _print_withheld(answer: Any) -> None:
+    withheld = list(answer.unsupported_sentences) + list(answer.uncited_sentences)
+    if withheld and not answer.declined:
+        typer.echo("\nWithheld from the answer (no source supports it):")
+        for sentence in withheld:
             typer.echo(f"  ! {sentence}")
 
 
@@ -207,9 +212,10 @@ def chat(
             else:
                 answer = event
         typer.echo("")
-        if answer is not None and (answer.citations or answer.unsupported_sentences):
+        if answer is not None:
             for c in answer.citations:
                 typer.echo(f"  [{c.label}] {c.file}: \"{' '.join(c.quote.split())[:160]}\"")
+            _print_withheld(answer)
 
 
 @eval_app.callback()

@@ -168,6 +168,54 @@ def test_the_publication_date_of_a_source_counts_as_its_evidence() -> None:
     assert out.unsupported == []
 
 
+def dialogue_source(label: str = "S1") -> Source:
+    return source(label, "000_ab41fa749cc5eede.txt", "Tokyo and Beijing are also considering resuming")
+
+
+def test_names_the_question_states_need_no_source_but_dates_it_states_do() -> None:
+    # The passage says "Tokyo and Beijing", never "Japan-China": repeating the question's own
+    # name for the dialogue is not an unsupported claim...
+    question = "When was the Japan-China high-level economic dialogue last held?"
+    claim = "The Japan-China high-level economic dialogue was last held in 2019 [S1]."
+    assert resolve(claim, [dialogue_source()], question=question).unsupported == []
+    assert resolve(claim, [dialogue_source()]).unsupported != []
+    # ...but a date taken from the question must still be in the source (000 is a 2023 article).
+    dated_question = "Who met in December 2024 about the Japan-China high-level economic dialogue?"
+    wrong = resolve("Hayashi and Qin met in December 2024 about the Japan-China dialogue [S1].",
+                    [april_2_source()], question=dated_question)
+    assert wrong.unsupported != []
+
+
+def test_a_short_form_of_a_name_matches_its_full_form_in_the_same_article() -> None:
+    # The passage calls him "Qin"; article 000 names him "Qin Gang" elsewhere.
+    src = source("S1", "000_ab41fa749cc5eede.txt", "If it materializes")
+    words = {"000_ab41fa749cc5eede.txt": frozenset(file_text("000_ab41fa749cc5eede.txt").lower().split())}
+    claim = "Qin Gang's predecessor as foreign minister was Wang Yi [S1]."
+    assert resolve(claim, [src], article_words=words).unsupported == []
+    assert resolve(claim, [src]).unsupported != []
+    # A surname alone is not enough when the article never gives that full name.
+    assert resolve("Qin Shihuang's predecessor as foreign minister was Wang Yi [S1].", [src],
+                   article_words=words).unsupported != []
+
+
+def test_next_year_in_a_dated_article_supports_the_year_after_its_date() -> None:
+    src = source("S1", "004_749f0bb3dcd254b9.txt", "Wang Yi is set to visit Japan next year")
+    assert DATES["004_749f0bb3dcd254b9.txt"].startswith("2024")
+    assert resolve("Wang Yi is set to visit Japan in 2025 [S1].", [src]).unsupported == []
+    assert resolve("Wang Yi is set to visit Japan in 2026 [S1].", [src]).unsupported != []
+
+
+@pytest.mark.parametrize("reply", [
+    f"According to [S1], {APRIL_2}.",
+    f"According to source [S1], {APRIL_2}.",
+    f"Source [S1] states that {APRIL_2}.",
+])
+def test_a_lead_in_wrapped_around_a_label_is_moved_to_the_end(reply: str) -> None:
+    out = resolve(reply, [april_2_source()])
+    assert out.text == f"{APRIL_2} [S1]."
+    assert out.unsupported == [] and [c.label for c in out.citations] == ["S1"]
+
+
 # --- through Assistant.ask: the model only ever sees labels --------------------------------------
 
 class ScriptedChatModel:
@@ -283,6 +331,7 @@ def test_an_invented_uncited_sentence_is_reported_among_uncited_sentences(index_
     assert not answer.declined
     assert answer.uncited_sentences == [invented]
     assert answer.to_dict()["uncited_sentences"] == [invented]
+    assert "Paris" not in answer.answer, "a sentence no source supports is withheld from the answer"
 
 
 def test_a_wrong_date_cited_to_the_april_2_passage_is_reported_unsupported(index_settings: Settings,
@@ -299,6 +348,7 @@ def test_a_wrong_date_cited_to_the_april_2_passage_is_reported_unsupported(index
     assert not re.search(r"\b3\b", prompt), "no source may hold the wrong date for this test to mean anything"
     assert not answer.declined
     assert answer.unsupported_sentences == ["Hayashi and Qin met on April 3."]
+    assert "April 3" not in answer.answer and "April 2" in answer.answer
 
 
 def test_a_reply_ending_in_a_bare_label_line_is_answered_not_crashed(index_settings: Settings, use_model) -> None:
@@ -317,3 +367,29 @@ def test_an_answer_no_source_supports_at_all_is_declined(index_settings: Setting
     assert answer.declined
     assert answer.answer == DECLINE_TEXT
     assert answer.citations == []
+
+
+@pytest.mark.parametrize("question, reply", [
+    ("What is the name of the Astellas Pharma employee detained in Beijing?",
+     "The name of the Astellas Pharma employee detained in Beijing is a senior employee [{label}]."),
+    ("Who was the senior employee detained in Beijing?",
+     "The senior employee detained in Beijing was a senior employee of a Japanese pharmaceutical firm [{label}]."),
+])
+def test_a_who_question_answered_without_any_new_name_is_declined(index_settings: Settings, use_model,
+                                                                   question: str, reply: str) -> None:
+    use_model(ScriptedChatModel(lambda s: reply.format(label=label_of(s, ASTELLAS))))
+    assert Assistant(index_settings).ask(question).declined
+
+
+def test_an_on_what_date_question_needs_a_day_not_just_a_month(index_settings: Settings, use_model) -> None:
+    use_model(ScriptedChatModel(lambda s: f"Hayashi asked Qin to visit Japan in April [{label_of(s, APRIL_2)}]."))
+    assert Assistant(index_settings).ask(APRIL_Q).declined
+    use_model(ScriptedChatModel(lambda s: f"{APRIL_2} [{label_of(s, APRIL_2)}]."))
+    assert not Assistant(index_settings).ask(APRIL_Q).declined
+
+
+def test_a_who_question_answered_with_a_name_from_the_source_is_answered(index_settings: Settings,
+                                                                          use_model) -> None:
+    use_model(ScriptedChatModel(lambda s: "The senior employee detained in Beijing was a senior employee of "
+                                          f"Astellas Pharma [{label_of(s, ASTELLAS)}]."))
+    assert not Assistant(index_settings).ask("Who employed the senior employee detained in Beijing?").declined

@@ -238,9 +238,27 @@ def test_any_model_output_through_ask_yields_only_sound_citations(world: World, 
         assert not answer.citations
 
 
-@pytest.mark.parametrize("reply", ["[S0]", "[S1]", "[S1][S2]", " [S3] ", "[S1]\n[S2]"])
-def test_model_reply_made_only_of_labels_declines_instead_of_crashing(world: World, scripted: ScriptedModel,
-                                                                      reply: str) -> None:
+@pytest.mark.parametrize("reply", ["[S0]", "[S9]", "[Source: S0]"])
+def test_model_reply_made_only_of_unknown_labels_declines(world: World, scripted: ScriptedModel, reply: str) -> None:
     scripted.recipe = [("frag", reply)]
     answer = Assistant(world.settings).ask(QUESTIONS[0])
     assert answer.declined and not answer.citations
+
+
+@pytest.mark.parametrize("reply", ["[S1]", "[S1][S2]", " [S3] ", "[S1]\n[S2]", "[Source: S1]"])
+def test_model_reply_made_only_of_labels_is_answered_by_quoting_the_cited_source(
+        world: World, scripted: ScriptedModel, reply: str) -> None:
+    # The model pointed at a source without saying anything: the answer is that source's sentence
+    # closest to the question, verbatim, cited to it (or a decline if it does not answer).
+    scripted.recipe = [("frag", reply)]
+    assistant = Assistant(world.settings)
+    sources = assistant.gather(QUESTIONS[0]).sources
+    answer = assistant.ask(QUESTIONS[0])
+    if answer.declined:
+        assert not answer.citations
+        return
+    assert_sound(answer.answer, answer.citations, sources, world)
+    named = {f"S{n}" for n in re.findall(r"S(\d+)", reply)}
+    assert {c.label for c in answer.citations} <= named
+    quote = re.sub(r"\s*\[S\d+\]", "", answer.answer).rstrip(".")
+    assert any(" ".join(quote.split()) in " ".join(s.text.split()) for s in sources if s.label in named)
