@@ -45,5 +45,7 @@ def test_real_model_subset_runs_end_to_end_and_scores_its_answers(tmp_path: Path
     # Retrieval finds a gold file for both answerable questions, and at least one is answered right.
     assert sum(r["correct"] for r in answerable) >= 1, [r["answer"] for r in answerable]
     unanswerable = [r for r in records if not r["answerable"]]
-    assert all(not r["correct"] for r in unanswerable)
+    # An unanswerable case scores correct exactly when it is declined; the model answers this one
+    # ("...is a senior employee") without naming anyone, and the code's who/name check declines it.
+    assert [(r["declined"], r["correct"]) for r in unanswerable] == [(True, True)], unanswerable
     assert report.summary["latency_s"]["p50"] > 0 and report.summary["prompt_tokens"]["mean"] > 0
