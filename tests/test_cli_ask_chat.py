@@ -188,6 +188,23 @@ def test_ask_answers_a_reply_whose_label_sits_on_its_own_line(env) -> None:
     assert not data["declined"] and "Astellas" in data["answer"] and data["citations"]
 
 
+class AddsAnInventedSentence(FakeChatModel):
+    """fake:extractive, plus a sentence no source supports."""
+
+    def _reply(self, messages: list[dict[str, str]]) -> str:
+        return super()._reply(messages) + " The employee was released on bail in Paris [S1]."
+
+
+def test_ask_withholds_an_unsupported_sentence_and_lists_it_apart(env) -> None:
+    env.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: AddsAnInventedSentence("s"))
+    result = runner.invoke(app, ["ask", ASTELLAS_Q])
+
+    assert result.exit_code == 0, result.output
+    answer, _, rest = result.stdout.partition("\nSources:\n")
+    assert "Astellas" in answer and "Paris" not in answer
+    assert "Withheld from the answer (no source supports it):\n  ! The employee was released on bail in Paris." in rest
+
+
 # --- backend errors: message on stderr naming the setting, an exit code, no traceback ---------------------
 
 def test_openai_without_a_key_exits_2_naming_openai_api_key(env) -> None:

@@ -262,3 +262,13 @@ def test_model_reply_made_only_of_labels_is_answered_by_quoting_the_cited_source
     assert {c.label for c in answer.citations} <= named
     quote = re.sub(r"\s*\[S\d+\]", "", answer.answer).rstrip(".")
     assert any(" ".join(quote.split()) in " ".join(s.text.split()) for s in sources if s.label in named)
+
+
+def test_a_streamed_label_only_reply_is_followed_by_the_quoted_answer(world: World, scripted: ScriptedModel) -> None:
+    # The user saw only "[S1]" stream by: the quote the code answered with must follow it.
+    scripted.recipe = [("frag", "[S1]")]
+    events = list(Assistant(world.settings).stream(QUESTIONS[0]))
+    answer = events[-1]
+    shown = "".join(e for e in events[:-1] if isinstance(e, str))
+    assert not answer.declined
+    assert shown.endswith(answer.answer)
