@@ -14,6 +14,7 @@ from .chunking import split_sentences
 from .citations import LABEL, NOT_NAMES, Source, lexical_support, normalize_labels, resolve, strip_labels
 from .errors import IndexNotBuiltError
 from .injection import addresses_the_assistant
+from .premise import premise_gaps, premise_terms
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
@@ -30,6 +31,7 @@ DECLINE_TEXT = "The articles don't say."
 MIN_COVERAGE = 0.3
 MIN_SIMILARITY = 0.55
 CANDIDATE_CHUNKS = 6
+PREMISE_CHUNKS = 20
 _HOW_MANY = re.compile(r"\b(how (many|much|long|old)|what (percentage|share|proportion|number|per ?cent))\b", re.I)
 _WHEN = re.compile(r"^\s*(when\b|(on|in) what (date|day|year|month)|(in )?(which|what) (year|month|date))", re.I)
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|"
@@ -133,6 +135,14 @@ class Assistant:
                                if all(stem(part) not in idf for part in name.split("-"))))
         return Evidence(sources, passages, coverage, max(sims), unknown)
 
+    def premise_gaps(self, question: str, evidence: Evidence, filters: Filters | None = None) -> list[str]:
+        """Words the question takes for granted that no passage states (see premise.py)."""
+        if not premise_terms(question):
+            return []
+        # Wider than the prompt's passages: the premise may be stated in a chunk the answer does not need.
+        wider = self.retriever.search(question, k=PREMISE_CHUNKS, filters=filters)
+        return premise_gaps(question, evidence.passages + wider, self.retriever.article_words())
+
     def _group(self, chosen: list[tuple[Passage, int, int, str]], question: str) -> list[Source]:
         # Adjacent sentences of one file merge into one labelled source, in reading order.
         rank = {(it[0].file, it[1]): n for n, it in enumerate(chosen)}
@@ -206,8 +216,10 @@ class Assistant:
         evidence = self.gather(question, filters)
         t1 = time.perf_counter()
         timings = {"retrieve_s": t1 - t0}
-        if not evidence.answerable:
-            answer = self._declined(question, evidence, timings, t0)
+        # "Why did X cancel Y?" when no passage says X cancelled Y: the premise is not in the articles.
+        gaps = self.premise_gaps(question, evidence, filters) if evidence.answerable else []
+        if not evidence.answerable or gaps:
+            answer = self._declined(question, evidence, timings, t0, premise=gaps)
             if streaming:
                 yield answer.answer
             yield answer
@@ -249,10 +261,15 @@ class Assistant:
             yield ("\n" if shown and not shown.startswith(SENTINEL) else "") + answer.answer
         yield answer
 
-    def _declined(self, question: str, evidence: Evidence, timings: dict[str, float], t0: float) -> Answer:
+    def _declined(self, question: str, evidence: Evidence, timings: dict[str, float], t0: float,
+                  premise: list[str] | None = None) -> Answer:
         timings["total_s"] = time.perf_counter() - t0
-        return Answer(question=question, answer=DECLINE_TEXT, declined=True, sources=evidence.passages[:3],
-                      timings=timings)
+        text = DECLINE_TEXT
+        if premise:
+            words = ", ".join(f'"{w}"' for w in premise)
+            text += f" No passage states what the question assumes: none mentions {words} with the rest of it."
+        return Answer(question=question, answer=text, declined=True, sources=evidence.passages[:3],
+                      timings=timings, unsupported_premise=list(premise or []))
 
     def _finish(self, question: str, raw: str, evidence: Evidence, timings: dict[str, float], t0: float) -> Answer:
         text = raw.strip()

@@ -206,13 +206,18 @@ def chat(
         if not interactive:
             typer.echo(f"> {line}")
         answer = None
+        streamed = []
         for event in session.stream(line):
             if isinstance(event, str):
                 typer.echo(event, nl=False)
+                streamed.append(event)
             else:
                 answer = event
         typer.echo("")
         if answer is not None:
+            if answer.declined and "".join(streamed).strip() != answer.answer.strip():
+                # Tokens are shown as they arrive; the check after them found the draft unsupported.
+                typer.echo("  (the draft above was withdrawn: the sources do not support it)")
             for c in answer.citations:
                 typer.echo(f"  [{c.label}] {c.file}: \"{' '.join(c.quote.split())[:160]}\"")
             _print_withheld(answer)

@@ -69,6 +69,8 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     unsupported_sentences: list[str] = field(default_factory=list)
     uncited_sentences: list[str] = field(default_factory=list)
+    # Words the question takes for granted that no passage states (then the answer declines).
+    unsupported_premise: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     standalone_question: str = ""
@@ -84,6 +86,7 @@ class Answer:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "unsupported_sentences": self.unsupported_sentences,
             "uncited_sentences": self.uncited_sentences,
+            "unsupported_premise": self.unsupported_premise,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }

@@ -251,6 +251,32 @@ def test_piped_chat_answers_one_question_per_line(env) -> None:
     assert "Ask about the articles" not in out, "no interactive banner on a pipe"
 
 
+class InventsAnAnswer(FakeChatModel):
+    """A model that answers every question with a claim no source supports."""
+
+    def _reply(self, messages: list[dict[str, str]]) -> str:
+        self.requests.append(messages)
+        return "The employee was released on bail in Paris [S1]."
+
+
+def test_piped_chat_marks_a_streamed_draft_that_was_withdrawn(env) -> None:
+    env.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: InventsAnAnswer("s"))
+    result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n")
+
+    assert result.exit_code == 0, result.output
+    draft, _, rest = result.stdout.partition("released on bail in Paris")
+    assert _, "the draft was streamed as it was generated"
+    assert "The articles don't say." in rest
+    assert "(the draft above was withdrawn: the sources do not support it)" in rest
+
+
+def test_piped_chat_declined_before_generation_has_no_withdrawn_note(env) -> None:
+    result = runner.invoke(app, ["chat"], input=f"{UNANSWERABLE_Q}\n")
+
+    assert result.exit_code == 0, result.output
+    assert "The articles don't say." in result.stdout and "withdrawn" not in result.stdout
+
+
 def test_chat_sources_reset_and_exit_commands(env) -> None:
     script = "\n".join([ASTELLAS_Q, "/sources", "/reset", "/sources", "/exit", UNANSWERABLE_Q]) + "\n"
     result = runner.invoke(app, ["chat"], input=script)
