@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
-from .citations import date_words
+from .citations import date_words, name_runs
 from .text_utils import content_terms, stem, tokens
 from .types import Passage
 
@@ -30,7 +30,6 @@ _SPEECH = frozenset(stem(w) for w in (
 _FRAMING = frozenset(stem(w) for w in (
     "plan", "intend", "expect", "seek", "try", "want", "hope", "decide", "important", "significant",
     "notable", "key", "main", "actually", "really"))
-_NAME = re.compile(r"[A-Z][A-Za-z'’-]+")
 
 
 def premise_terms(question: str) -> list[str]:
@@ -58,21 +57,9 @@ def _same_word(term: str, words: set[str]) -> bool:
 
 
 def _name_parts(question: str) -> dict[str, set[str]]:
-    """Each capitalised word of the question mapped to the other words of its name ('yi' -> {'wang'})."""
-    runs: list[list[str]] = []
-    current: list[str] = []
-    words = re.findall(r"\S+", question)
-    for n, word in enumerate(words):
-        bare = re.sub(r"['’]s$", "", word.strip(".,;:!?\"“”()"))
-        if n > 0 and _NAME.fullmatch(bare or "-"):
-            current.append(stem(bare.lower()))
-        else:
-            if current:
-                runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return {part: set(run) - {part} for run in runs for part in run if len(run) > 1}
+    """Each word of a multi-word name in the question mapped to the name's other words ('yi' -> {'wang'})."""
+    runs = [[stem(part) for part in run] for run in name_runs(question)]
+    return {part: set(run) - {part} for run in runs for part in run}
 
 
 def premise_gaps(question: str, passages: Sequence[Passage],

@@ -153,6 +153,8 @@ def summarise(records: list[dict[str, Any]], metrics: Any) -> dict[str, Any]:
         "unanswerable_declined": sum(r["correct"] for r in unanswerable), "unanswerable": len(unanswerable),
         "unanswerable_refused_in_words": sum(r["refused_in_words"] for r in unanswerable),
         "answered": len(answered),
+        # Answers given that are not correct (an unanswerable question answered counts): what declining avoids.
+        "wrong_answers": sum(1 for r in records if not r["declined"] and not r["correct"]),
         "answered_with_citation": sum(r["cited"] for r in answered),
         "cite_precision": (sum(r["cite_precision"] for r in answered) / len(answered)) if answered else 0.0,
         "cite_recall": (sum(r["cite_recall"] for r in answered) / len(answered)) if answered else 0.0,
@@ -190,6 +192,8 @@ def markdown(ours: dict[str, Any], stock: dict[str, Any], meta: dict[str, Any]) 
         ("Correct, all questions", pct(ours["correct"], ours["n"]), pct(stock["correct"], stock["n"])),
         ("Answerable: contains the gold answer", pct(ours["answerable_correct"], ours["answerable"]),
          pct(stock["answerable_correct"], stock["answerable"])),
+        ("Wrong answers given (not declined, not correct), all questions", pct(ours["wrong_answers"], ours["n"]),
+         pct(stock["wrong_answers"], stock["n"])),
         ("Unanswerable: declined (flag)", pct(ours["unanswerable_declined"], ours["unanswerable"]),
          pct(stock["unanswerable_declined"], stock["unanswerable"])),
         ("Unanswerable: declined or says so in words", pct(ours["unanswerable_refused_in_words"], ours["unanswerable"]),
