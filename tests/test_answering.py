@@ -145,7 +145,10 @@ def test_a_rare_keyword_is_found_by_bm25_when_dense_ranking_misses_it(
     monkeypatch.setattr(assistant.indexing, "get_embedder", lambda s: useless)
     monkeypatch.setattr(assistant.retrieval, "get_embedder", lambda s: useless)
     s = Settings.from_env(environ={}, corpus_dir=str(corpus_dir), index_dir=str(tmp_path / "index"),
-                          embedder="fake:useless", llm="fake:extractive", dense_k=3)
+                          embedder="fake:useless", llm="fake:extractive", dense_k=3,
+                          # Meaningless vectors make the sentence choice within passages noisy too;
+                          # what is tested here is the passage retrieval, so the budget is generous.
+                          max_context_sentences=6)
     build_index(s.corpus_dir, settings=s)
     question = "Which pharmaceutical firm employed the detained man?"
     bot = Assistant(s)

@@ -1,0 +1,116 @@
+"""Prompt-budget sweep: how few evidence sentences keep answers correct, and what each costs.
+
+Run:  HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_budget.py [--budgets 3,6,10] [--every 4] [--out FILE]
+
+On the sample corpus with the default models, for each budget (`max_context_sentences`, the number
+of evidence sentences put into the prompt) it asks every N-th question of evals/datasets/sample.jsonl
+through `Assistant.ask` and reports, per budget: prompt tokens per model call (the model's own usage
+count), end-to-end latency p50/p95, correct answers (`contains_answer` on answerable questions, the
+decline flag on unanswerable ones), wrong answers given, and the process's peak RSS.
+
+Budgets run one after another (outer loop), not interleaved per question: llama.cpp keeps the last
+prompt in its cache, and two budgets of one question share their first sources, so interleaving
+would time the second budget on a warm prompt. The models are loaded by a warm-up question first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+DATASET = REPO / "evals" / "datasets" / "sample.jsonl"
+WARM_UP = "Who is Wang Yi?"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics: Any) -> dict[str, Any]:
+    """Ask every case with this prompt budget; return the summary and the per-case records."""
+    from assistant.answering import Assistant
+
+    bot = Assistant(settings.with_(max_context_sentences=budget))
+    records = []
+    for case in cases:
+        t0 = time.perf_counter()
+        answer = bot.ask(case["question"])
+        latency = time.perf_counter() - t0
+        if case["answerable"]:
+            correct = not answer.declined and metrics.contains_answer(
+                answer.answer, [case["answer"], *case.get("aliases", [])])
+        else:
+            correct = answer.declined
+        records.append({"id": case["id"], "type": case["type"], "budget": budget, "correct": bool(correct),
+                        "declined": answer.declined, "latency_s": latency, "prompt_tokens": answer.prompt_tokens,
+                        "answer": answer.answer})
+        print(f"budget {budget} {case['id']}: {latency:.1f}s {answer.prompt_tokens} tok "
+              f"{'ok' if correct else 'WRONG'}", file=sys.stderr)
+    asked = [r["prompt_tokens"] for r in records if r["prompt_tokens"]]
+    lat = metrics.latency_summary([r["latency_s"] for r in records])
+    return {
+        "budget": budget, "n": len(records),
+        "correct": sum(r["correct"] for r in records),
+        "wrong_answers": sum(1 for r in records if not r["declined"] and not r["correct"]),
+        "declined": sum(r["declined"] for r in records),
+        "model_calls": len(asked),
+        "prompt_tokens_mean": sum(asked) / len(asked) if asked else 0.0,
+        "prompt_tokens_max": max(asked, default=0),
+        "latency_p50": lat["p50"], "latency_p95": lat["p95"],
+        "peak_rss_mb": peak_rss_mb(),
+        "records": records,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="3,6,10", help="comma-separated sentence budgets")
+    parser.add_argument("--every", type=int, default=4, help="take every N-th question of the gold set")
+    parser.add_argument("--index-dir", default=None, help="index folder (default: ./index or ASSISTANT_INDEX_DIR)")
+    parser.add_argument("--out", default=None, help="write summaries and per-case records as JSON here")
+    args = parser.parse_args()
+
+    from assistant.answering import Assistant
+    from assistant.evaluate import metrics
+    from assistant.indexing import build_index, index_exists
+    from assistant.settings import Settings
+
+    settings = Settings.from_env(index_dir=args.index_dir)
+    if not index_exists(settings):
+        build_index(settings.corpus_dir, settings=settings)
+    rows = [json.loads(line) for line in DATASET.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = rows[:: args.every]
+    Assistant(settings).ask(WARM_UP)
+    started, load_start = time.strftime("%Y-%m-%d %H:%M:%S"), os.getloadavg()
+    results = [one_budget(settings, int(b), cases, metrics) for b in args.budgets.split(",")]
+    meta = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "llm": settings.llm,
+            "embedder": settings.embedder, "cases": [c["id"] for c in cases], "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(), "cpus": os.cpu_count(), "n_threads": settings.n_threads}
+
+    lines = ["| sentences in prompt | prompt tokens per call, mean / max | latency p50 / p95 | correct | "
+             "wrong answers given | declined | peak RSS |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['budget']} | {r['prompt_tokens_mean']:.0f} / {r['prompt_tokens_max']} | "
+                     f"{r['latency_p50']:.1f} s / {r['latency_p95']:.1f} s | {r['correct']}/{r['n']} | "
+                     f"{r['wrong_answers']}/{r['n']} | {r['declined']}/{r['n']} | {r['peak_rss_mb']:.0f} MB |")
+    print("\n".join(lines))
+    print(json.dumps({"meta": meta, "budgets": [{k: v for k, v in r.items() if k != "records"} for r in results]},
+                     indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"meta": meta, "budgets": results}, ensure_ascii=False, indent=1),
+                                  encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
