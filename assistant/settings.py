@@ -53,10 +53,10 @@ class Settings:
     dense_k: int = 20
     bm25_k: int = 20
     rrf_k: int = 60
-    # Prompt budget: sentences kept per question (the local model reads ~63 tokens/s). Measured by
-    # benchmarks/bench_budget.py (RESULTS.md): 4 sentences answer as many questions as 6 within one
-    # of 31, with a fifth fewer prompt tokens and 30% less median latency; 3 saves little more.
-    max_context_sentences: int = 4
+    # Prompt budget: sentences kept per question (the local model reads ~63 tokens/s). Measured
+    # (benchmarks/RESULTS.md): 4 sentences cost ~100 prompt tokens less than 6 and tied on a 31-question
+    # sweep, but on all 92 gold questions answered 42 of 77 against 47 of 77 with 6, so 6 it is.
+    max_context_sentences: int = 6
     max_answer_tokens: int = 160
     # Local model runtime.
     n_threads: int = 2
