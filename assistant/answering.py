@@ -135,13 +135,14 @@ class Assistant:
                                if all(stem(part) not in idf for part in name.split("-"))))
         return Evidence(sources, passages, coverage, max(sims), unknown)
 
-    def premise_gaps(self, question: str, evidence: Evidence, filters: Filters | None = None) -> list[str]:
+    def premise_gaps(self, question: str, filters: Filters | None = None) -> list[str]:
         """Words the question takes for granted that no passage states (see premise.py)."""
         if not premise_terms(question):
             return []
-        # Wider than the prompt's passages: the premise may be stated in a chunk the answer does not need.
+        # Wider than the prompt's passages (whose ranking it extends: they are its first
+        # CANDIDATE_CHUNKS): the premise may be stated in a chunk the answer does not need.
         wider = self.retriever.search(question, k=PREMISE_CHUNKS, filters=filters)
-        return premise_gaps(question, evidence.passages + wider, self.retriever.article_words())
+        return premise_gaps(question, wider, self.retriever.article_words())
 
     def _group(self, chosen: list[tuple[Passage, int, int, str]], question: str) -> list[Source]:
         # Adjacent sentences of one file merge into one labelled source, in reading order.
@@ -217,7 +218,7 @@ class Assistant:
         t1 = time.perf_counter()
         timings = {"retrieve_s": t1 - t0}
         # "Why did X cancel Y?" when no passage says X cancelled Y: the premise is not in the articles.
-        gaps = self.premise_gaps(question, evidence, filters) if evidence.answerable else []
+        gaps = self.premise_gaps(question, filters) if evidence.answerable else []
         if not evidence.answerable or gaps:
             answer = self._declined(question, evidence, timings, t0, premise=gaps)
             if streaming:

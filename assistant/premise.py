@@ -3,6 +3,7 @@ visit?") is only answered when some retrieved passage states what it takes for g
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Mapping, Sequence
 
@@ -32,12 +33,19 @@ _FRAMING = frozenset(stem(w) for w in (
     "notable", "key", "main", "actually", "really"))
 
 
-def premise_terms(question: str) -> list[str]:
-    """The stemmed content words a premise-bearing question asserts ([] for other questions)."""
+def _asserted(question: str) -> tuple[list[str], int]:
+    """The stemmed words a question asserts, and how many of them a passage may lack."""
     match = _PREMISE_FORM.match(question)
     if not match:
-        return []
-    return [t for t in dict.fromkeys(content_terms(question[match.end():])) if t not in _SPEECH and t not in _FRAMING]
+        return [], 0
+    terms = [t for t in dict.fromkeys(content_terms(question[match.end():]))
+             if t not in _SPEECH and t not in _FRAMING]
+    return terms, 0 if match.group("why") else _WHAT_TOLERANCE
+
+
+def premise_terms(question: str) -> list[str]:
+    """The stemmed content words a premise-bearing question asserts ([] for other questions)."""
+    return _asserted(question)[0]
 
 
 def _same_word(term: str, words: set[str]) -> bool:
@@ -46,12 +54,7 @@ def _same_word(term: str, words: set[str]) -> bool:
         return True
     for word in words:
         shorter = min(len(term), len(word))
-        common = 0
-        for a, b in zip(term, word):
-            if a != b:
-                break
-            common += 1
-        if shorter >= 4 and common >= max(4, shorter - 2):
+        if shorter >= 4 and len(os.path.commonprefix([term, word])) >= max(4, shorter - 2):
             return True
     return False
 
@@ -67,22 +70,26 @@ def premise_gaps(question: str, passages: Sequence[Passage],
     """Words the question asserts that no single retrieved passage contains ([] when one does,
     or when the question asserts nothing). A passage may name a person by one part of the name
     when its article gives the rest ("Wang" for "Wang Yi")."""
-    terms = premise_terms(question)
+    terms, allowed = _asserted(question)
     if not terms or not passages:
         return []
-    form = _PREMISE_FORM.match(question)
-    allowed = 0 if form and form.group("why") else _WHAT_TOLERANCE
     names = _name_parts(question)
+    articles: dict[str, set[str]] = {}  # each file's stemmed words, built only when a name needs them
+
+    def in_article(term: str, file: str) -> bool:
+        if file not in articles:
+            articles[file] = {stem(w) for w in (article_words or {}).get(file, frozenset())}
+        return term in articles[file]
+
     best: list[str] | None = None
     for passage in passages:
         words = set(content_terms(f"{passage.text} {date_words(passage.date)}"))
-        article = {stem(w) for w in (article_words or {}).get(passage.file, frozenset())}
         missing = []
         for term in terms:
             if _same_word(term, words):
                 continue
             others = names.get(term, set())
-            if others and term in article and any(o in words for o in others):
+            if others and any(o in words for o in others) and in_article(term, passage.file):
                 continue
             missing.append(term)
         if best is None or len(missing) < len(best):

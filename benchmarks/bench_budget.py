@@ -18,23 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
-REPO = Path(__file__).resolve().parent.parent
-DATASET = REPO / "evals" / "datasets" / "sample.jsonl"
-WARM_UP = "Who is Wang Yi?"
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# The answering benchmark's dataset, warm-up question, scoring and RSS reading, so both score alike.
+from bench_answer import DATASET, WARM_UP, peak_rss_mb, score
 
 
 def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics: Any) -> dict[str, Any]:
@@ -47,11 +37,7 @@ def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics:
         t0 = time.perf_counter()
         answer = bot.ask(case["question"])
         latency = time.perf_counter() - t0
-        if case["answerable"]:
-            correct = not answer.declined and metrics.contains_answer(
-                answer.answer, [case["answer"], *case.get("aliases", [])])
-        else:
-            correct = answer.declined
+        correct = score(case, answer, Path(settings.corpus_dir), metrics)["correct"]
         records.append({"id": case["id"], "type": case["type"], "budget": budget, "correct": bool(correct),
                         "declined": answer.declined, "latency_s": latency, "prompt_tokens": answer.prompt_tokens,
                         "answer": answer.answer})
