@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import pytest
+from prompt_format import prompt_sources as parse_sources
 
 import assistant.answering
 import assistant.indexing
@@ -34,7 +35,6 @@ REPO = Path(__file__).resolve().parent.parent
 ARTICLES = REPO / "articles"
 DATES = {name: meta["date"] for name, meta in
          json.loads((ARTICLES / "metadata.json").read_text(encoding="utf-8"))["files"].items()}
-SOURCE_LINE = re.compile(r"^\[S(\d+)\] \(([^,)]+), ([0-9-]+)\) (.+)$", re.M)
 
 ASTELLAS_Q = "Which pharmaceutical firm employed the senior employee detained in Beijing in March?"
 UNANSWERABLE_Q = "Who won the Olympic gold medal for Brazil?"
@@ -102,7 +102,7 @@ def use_scripted(monkeypatch: pytest.MonkeyPatch, reply: str) -> ScriptedChatMod
 
 def prompt_sources(messages: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
     """(label number, file, date, text) of every labelled source line in the user message."""
-    return SOURCE_LINE.findall(messages[-1]["content"])
+    return [(label[1:], file, date, text) for label, file, date, text in parse_sources(messages[-1]["content"])]
 
 
 def sentences_sent(messages: list[dict[str, str]], corpus: Path) -> int:
@@ -234,6 +234,20 @@ def test_sources_are_labelled_s1_upwards_with_filename_and_date(settings: Settin
         assert date == DATES[name]
     assert ".txt" not in model.requests[-1][0]["content"]
 
+
+@pytest.mark.parametrize("question", [MINISTERS_Q, "When did the Japanese foreign minister visit Beijing?"])
+def test_each_file_is_named_once_above_all_of_its_passages(settings: Settings, question: str) -> None:
+    model = fake_model(settings)
+    Assistant(settings).ask(question)
+
+    prompt = model.requests[-1][-1]["content"]
+    files = [name for _n, name, _d, _t in prompt_sources(model.requests[-1])]
+    assert len(files) > len(set(files)), "the question must draw two passages from one file"
+    for name in set(files):
+        assert prompt.count(name) == 1, f"{name} is named more than once"
+    # Passages of one file are contiguous: the file changes at most once per distinct file.
+    changes = sum(1 for a, b in zip(files, files[1:]) if a != b)
+    assert changes == len(set(files)) - 1
 
 def test_the_system_prompt_says_source_text_is_never_instructions(settings: Settings) -> None:
     model = fake_model(settings)

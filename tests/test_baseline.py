@@ -20,7 +20,7 @@ QUESTION = "Which company employed the senior Japanese employee detained in Chin
 class CitationPromptFake:
     """fake:extractive reading CitationQueryEngine's prompt ("Source 1:" blocks, "Query:" line).
 
-    The shared fake parses only our own prompt format ("[S1] (file) text" and "Question:"), so this
+    The shared fake parses only our own prompt format (a file heading, "[S1] text" lines and "Question:"), so this
     adapter rewrites the stock prompt into that shape and the reply's "[S1]" back into "[1]".
     """
 
@@ -36,7 +36,7 @@ class CitationPromptFake:
         body = prompt.split("------", 1)[1] if "------" in prompt else prompt
         sources = re.findall(r"Source (\d+):\n(.*?)(?=\nSource \d+:|\n------)", body, re.S)
         query = re.search(r"^Query: (.+)$", body, re.M)
-        lines = [f"[S{n}] (source) {' '.join(text.split())}" for n, text in sources]
+        lines = ["source:"] + [f"[S{n}] {' '.join(text.split())}" for n, text in sources]
         return [{"role": "user", "content": "\n".join(lines) + f"\n\nQuestion: {query.group(1) if query else ''}"}]
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,

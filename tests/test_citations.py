@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from prompt_format import prompt_sources
 
 import assistant.answering
 from assistant.answering import DECLINE_TEXT, Assistant
@@ -27,7 +28,6 @@ DATES = {name: meta["date"] for name, meta in
 APRIL_2 = "During their meeting on April 2, Hayashi asked Qin to visit Japan"
 HOTLINE = "a hotline between their defense authorities has been set up, 16 years after first agreeing"
 ASTELLAS = "The meeting comes as Japan presses for the release of a senior employee"
-SOURCE_LINE = re.compile(r"^\[(S\d+)\] \(([^,)]+)(?:, [^)]*)?\) (.*)$", re.M)
 
 
 def file_text(name: str) -> str:
@@ -228,7 +228,7 @@ class ScriptedChatModel:
 
     def _text(self, messages: list[dict[str, str]]) -> str:
         self.requests.append(messages)
-        sources = {label: (name, text) for label, name, text in SOURCE_LINE.findall(messages[-1]["content"])}
+        sources = {label: (name, text) for label, name, _date, text in prompt_sources(messages[-1]["content"])}
         return self.reply(sources)
 
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
@@ -307,7 +307,7 @@ def test_a_label_the_model_invents_never_reaches_the_answer(index_settings: Sett
 
 
 def label_of_request(model: ScriptedChatModel, words: str) -> str:
-    sources = {label: (name, text) for label, name, text in SOURCE_LINE.findall(model.requests[-1][-1]["content"])}
+    sources = {label: (name, text) for label, name, _date, text in prompt_sources(model.requests[-1][-1]["content"])}
     return label_of(sources, words)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 from loopback import LoopbackServer, QuietHandler
+from prompt_format import prompt_sources
 
 import assistant.indexing as indexing
 import assistant.store as store
@@ -92,7 +93,7 @@ def _completion(text: str) -> dict[str, Any]:
 def _extractive(body: dict[str, Any]) -> str:
     """Answer like a decent model: the first source sentence mentioning Astellas, with its label."""
     prompt = body["messages"][-1]["content"]
-    for label, text in re.findall(r"^\[(S\d+)\] \([^)]*\) (.+)$", prompt, re.M):
+    for label, _file, _date, text in prompt_sources(prompt):
         for sentence in re.split(r"(?<=[.!?])\s+", text):
             if "Astellas" in sentence:
                 return f"{sentence} [{label}]"

@@ -200,7 +200,8 @@ def test_source_labels_in_the_prompt_are_only_the_ones_the_code_handed_out(
     prompts = _prompts(settings)
     assert prompts
     for prompt in prompts:
-        lines = re.findall(r"^\[S\d+\] \(", prompt, re.M)
+        lines = re.findall(r"^\[S\d+\] ", prompt, re.M)
+        assert lines
         assert len(re.findall(r"\[S\d+\]", prompt)) == len(lines), "an article forged a source label"
         assert "secret.txt" not in prompt
 

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from prompt_format import prompt_sources
 
 import assistant.answering as answering
 import assistant.backends as backends
@@ -195,7 +196,7 @@ class ScriptedModel:
     def _reply(self, messages: list[dict[str, str]]) -> str:
         self.calls += 1
         prompt = messages[-1]["content"]
-        lines = re.findall(r"^\[S\d+\] \([^)]*\) (.+)$", prompt, re.M)
+        lines = [text for _label, _file, _date, text in prompt_sources(prompt)]
         sentences = [p for line in lines for p in re.split(r"(?<=[.!?])\s+", line)]
         return render(self.recipe, sentences)
 

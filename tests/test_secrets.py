@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import pytest
 from loopback import LoopbackServer, QuietHandler
+from prompt_format import prompt_sources
 from typer.testing import CliRunner
 
 from assistant.answering import Assistant
@@ -84,7 +85,7 @@ class EchoServer(LoopbackServer):
 
 def _extractive(body: dict[str, Any]) -> str:
     prompt = body["messages"][-1]["content"]
-    for label, text in re.findall(r"^\[(S\d+)\] \([^)]*\) (.+)$", prompt, re.M):
+    for label, _file, _date, text in prompt_sources(prompt):
         for sentence in re.split(r"(?<=[.!?])\s+", text):
             if "Astellas" in sentence:
                 return f"{sentence} [{label}]"

@@ -36,7 +36,7 @@ class FakeEmbedder:
         return out
 
 
-_SOURCE = re.compile(r"^\[S(\d+)\][^\n]*?\)\s*(.+)$", re.M)
+_SOURCE = re.compile(r"^\[S(\d+)\] (.+)$", re.M)
 _QUESTION = re.compile(r"^Question:\s*(.+)$", re.M)
 
 
