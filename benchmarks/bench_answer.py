@@ -20,9 +20,13 @@ systems through the backend registry), it
      citations (has one, cited files in the gold files, quote verbatim in the file) and prints a
      Markdown table (plus per-case JSON with --out).
 
-llama.cpp keeps the last prompt's KV cache in its one slot. Because the systems alternate, each
-timed prompt follows the other system's prompt, and the shared prefix is only the chat template's
-first tokens: neither system is timed on a warm cache.
+Prompt caching: llama.cpp keeps the last prompt's KV cache in its one slot, and earlier prompts in a
+host-memory cache (`cache_ram_mib`, 8192 MiB by default in xllamacpp 2026.10). Probed on 2026-12-02:
+after an unrelated prompt, a prompt opening with our system message took its first 97 tokens from
+that cache. So although the systems alternate, each reuses its own fixed opening (our system
+message; the stock template's instructions) as it would when used alone; the passages and the
+question, which change with every question, are always read afresh. Identical prompts never repeat
+within a system, except our token count (see 3.), which runs after the timed call.
 """
 
 from __future__ import annotations
