@@ -168,11 +168,12 @@ class Assistant:
             groups.sort(key=lambda g: (g[0][0].date or "9999", g[0][1]))
         else:
             groups.sort(key=lambda g: min(rank[(it[0].file, it[1])] for it in g))
-        # One file's passages sit together (files in order of their best passage) so the prompt
-        # names each file and date once: a filename like 002_0c11952fb06d513a.txt plus its date is
-        # about 30 tokens, which on every passage was 40% of the prompt's question-specific part.
-        # Grouped, the 92 gold questions' prompts are 63 tokens shorter (benchmarks/RESULTS.md);
-        # a heading per run of consecutive passages, keeping rank order, saved less and did no better.
+        # One file's passages sit together, files in the order of their first passage above (best
+        # rank, or earliest date for a time question), so the prompt names each file and date once.
+        # A heading like "002_0c11952fb06d513a.txt, 2022-12-16" is about 34 tokens; on every passage
+        # it was 40% of the question-specific prompt. Grouped, the 92 gold questions' prompts are 63
+        # tokens shorter (evals/README.md); a heading per run of consecutive passages, keeping
+        # rank order, saved less and did no better.
         file_order: dict[str, int] = {}
         for n, group in enumerate(groups):
             file_order.setdefault(group[0][0].file, n)

@@ -249,6 +249,7 @@ def test_each_file_is_named_once_above_all_of_its_passages(settings: Settings, q
     changes = sum(1 for a, b in zip(files, files[1:]) if a != b)
     assert changes == len(set(files)) - 1
 
+
 def test_the_system_prompt_says_source_text_is_never_instructions(settings: Settings) -> None:
     model = fake_model(settings)
     Assistant(settings).ask(MINISTERS_Q)
