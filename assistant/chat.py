@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -11,9 +10,6 @@ from .backends import get_llm
 from .prompts import render
 from .types import Answer
 
-_FOLLOW_UP = re.compile(
-    r"\b(he|she|him|her|his|hers|they|them|their|it|its|this|that|these|those|there|then|the same|"
-    r"what about|how about)\b|^(and|but|so|also)\b", re.I)
 MAX_TURN_CHARS = 400
 
 
@@ -40,8 +36,8 @@ class ChatSession:
         self.last_answer = None
 
     def needs_rewrite(self, question: str) -> bool:
-        """A question that leans on earlier turns (pronouns, 'and ...?') and has history to lean on."""
-        return bool(self.turns) and bool(_FOLLOW_UP.search(question))
+        """Every question after the first is rewritten with the history (a stand-alone one comes back unchanged)."""
+        return bool(self.turns)
 
     def rewrite_messages(self, question: str) -> list[dict[str, str]]:
         """The prompt that turns a follow-up into a stand-alone question (last turns only)."""
@@ -72,9 +68,9 @@ class ChatSession:
         assert answer is not None
         return answer
 
-    def stream(self, question: str) -> Iterator[str | Answer]:
-        """Yield text deltas, then the final Answer, for one turn."""
-        standalone = self.standalone(question)
+    def stream(self, question: str, standalone: str | None = None) -> Iterator[str | Answer]:
+        """Yield text deltas, then the final Answer, for one turn (`standalone`: an already rewritten question)."""
+        standalone = standalone or self.standalone(question)
         for event in self.assistant.stream(standalone):
             if isinstance(event, Answer):
                 event.question = question

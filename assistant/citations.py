@@ -227,6 +227,7 @@ class Resolution:
     dropped_labels: list[str] = field(default_factory=list)
     sentences: int = 0
     supported: list[str] = field(default_factory=list)  # the cited, supported sentences of `text`
+    cited_sentences: list[str] = field(default_factory=list)  # every sentence that carries a label
 
 
 # Label spellings small models produce instead of [S1]: [Source: S1], [Source 1], (S1), [S1, S2].
@@ -320,6 +321,7 @@ def resolve(answer: str, sources: list[Source], embed: EmbedFn | None = None, qu
         body = plain[:-1] if plain.endswith((".", "!", "?")) else plain
         stop = plain[-1] if plain.endswith((".", "!", "?")) else "."
         sentences_out.append(f"{body} {''.join(f'[{lab}]' for lab in known + extra)}{stop}")
+        out.cited_sentences.append(sentences_out[-1])
         if supported:
             out.supported.append(sentences_out[-1])
     out.text = " ".join(sentences_out)

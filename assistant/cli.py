@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional, TypeVar
 import typer
 
 from .errors import AssistantError
+from .text_utils import clip
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Answer questions about a folder of news articles, with citations.")
@@ -120,21 +121,31 @@ def search_cmd(
         typer.echo("no passages found")
     for n, p in enumerate(passages, 1):
         typer.echo(f"{n}. {p.file} [{p.start}:{p.end}] score {p.score:.4f}")
-        typer.echo("   " + " ".join(p.text.split())[:400])
+        typer.echo("   " + clip(p.text, 400))
 
 
 def _print_answer(answer: Any) -> None:
     typer.echo(answer.answer)
+    _print_reason_and_notes(answer)
     if answer.declined and answer.sources:
         typer.echo("\nClosest passages:")
         for p in answer.sources[:3]:
-            typer.echo(f"  - {p.file} [{p.start}:{p.end}]: {' '.join(p.text.split())[:200]}")
+            typer.echo(f"  - {p.file} [{p.start}:{p.end}]: {clip(p.text, 200)}")
     if answer.citations:
         typer.echo("\nSources:")
         for c in answer.citations:
             mark = " (inferred)" if c.inferred else ""
             typer.echo(f"  [{c.label}] {c.file} [{c.start}:{c.end}]{mark}: \"{' '.join(c.quote.split())}\"")
     _print_withheld(answer)
+
+
+def _print_reason_and_notes(answer: Any) -> None:
+    if answer.declined and answer.decline_reason:
+        verdict = next((v for v in answer.verdicts if v.name == answer.decline_reason), None)
+        why = f": {verdict.reason}" if verdict is not None else ""
+        typer.secho(f"(declined by the `{answer.decline_reason}` check{why})", dim=True)
+    for note in answer.notes:
+        typer.secho(f"Note: {note}", dim=True)
 
 
 def _print_withheld(answer: Any) -> None:
@@ -201,13 +212,17 @@ def chat(
                 typer.echo("(no answer yet)")
             else:
                 for p in last.sources:
-                    typer.echo(f"  - {p.file} [{p.start}:{p.end}]: {' '.join(p.text.split())[:200]}")
+                    typer.echo(f"  - {p.file} [{p.start}:{p.end}]: {clip(p.text, 200)}")
             continue
         if not interactive:
             typer.echo(f"> {line}")
         answer = None
         streamed = []
-        for event in session.stream(line):
+        standalone = session.standalone(line)
+        if standalone != line:
+            # The follow-up as it was searched, so the user sees what was asked.
+            typer.secho(f"  ({standalone})", dim=True)
+        for event in session.stream(line, standalone=standalone):
             if isinstance(event, str):
                 typer.echo(event, nl=False)
                 streamed.append(event)
@@ -218,8 +233,9 @@ def chat(
             if answer.declined and "".join(streamed).strip() != answer.answer.strip():
                 # Tokens are shown as they arrive; the check after them found the draft unsupported.
                 typer.echo("  (the draft above was withdrawn: the sources do not support it)")
+            _print_reason_and_notes(answer)
             for c in answer.citations:
-                typer.echo(f"  [{c.label}] {c.file}: \"{' '.join(c.quote.split())[:160]}\"")
+                typer.echo(f"  [{c.label}] {c.file}: \"{clip(c.quote, 160)}\"")
             _print_withheld(answer)
 
 
@@ -231,6 +247,7 @@ def eval_run(
     llm: Optional[str] = typer.Option(None, "--llm", help="Chat model to evaluate."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N cases."),
     baseline: bool = typer.Option(False, "--baseline", help="Evaluate stock LlamaIndex CitationQueryEngine instead."),
+    chat: Optional[str] = typer.Option(None, "--chat", help="JSONL gold conversations to run as chats too."),
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -242,7 +259,8 @@ def eval_run(
     settings = _settings(index_dir=index_dir, llm=llm)
     update, stop = _progress_callback("evaluating")
     try:
-        report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update)
+        report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update,
+                          conversations=chat)
     finally:
         stop()
     if as_json:

@@ -11,6 +11,8 @@ from .errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
+# The checks an answer passes (assistant/checks); any may be switched off for an ablation.
+CHECKS = ("entities", "answerable", "supported", "addresses")
 
 
 def resource_dir(name: str) -> Path:
@@ -64,6 +66,18 @@ class Settings:
     temperature: float = 0.0
     # Chat history kept verbatim (older turns are dropped from the prompt).
     history_turns: int = 4
+    # The answering checks (assistant/checks). Thresholds were fitted on the BBC dev split with the
+    # default local model (evals/README.md, "Calibration"); other models should refit them.
+    # Decline when the model's probability that no source states the answer reaches this.
+    gate_none_max: float = 0.5
+    # Withhold an answer sentence when the model's probability that its source states it is below this.
+    support_min: float = 0.5
+    # Sources the gate gives at least this probability are compared for disagreeing values.
+    conflict_min_p: float = 0.15
+    # Named entities from spaCy (question names, answer types); off leaves those checks without names.
+    ner: bool = True
+    # Checks switched off, for ablations: any of entities, answerable, supported, addresses.
+    checks_off: frozenset[str] = frozenset()
 
     _ENV = {
         "corpus_dir": "ASSISTANT_CORPUS",
@@ -91,6 +105,11 @@ class Settings:
         "n_ctx": "ASSISTANT_CTX",
         "temperature": "ASSISTANT_TEMPERATURE",
         "history_turns": "ASSISTANT_HISTORY_TURNS",
+        "gate_none_max": "ASSISTANT_GATE_NONE_MAX",
+        "support_min": "ASSISTANT_SUPPORT_MIN",
+        "conflict_min_p": "ASSISTANT_CONFLICT_MIN_P",
+        "ner": "ASSISTANT_NER",
+        "checks_off": "ASSISTANT_CHECKS_OFF",
     }
 
     @classmethod
@@ -121,6 +140,13 @@ class Settings:
             raise ConfigError("chunk_size must be at least 100 characters (ASSISTANT_CHUNK_SIZE)")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise ConfigError("chunk_overlap must be >= 0 and below chunk_size (ASSISTANT_CHUNK_OVERLAP)")
+        unknown = sorted(set(self.checks_off) - set(CHECKS))
+        if unknown:
+            raise ConfigError(f"unknown check(s) {', '.join(unknown)} in ASSISTANT_CHECKS_OFF; "
+                              f"known: {', '.join(CHECKS)}")
+        for name in ("gate_none_max", "support_min", "conflict_min_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} is a probability: give a value from 0 to 1 (ASSISTANT_{name.upper()})")
         if self.top_k < 1:
             raise ConfigError("top_k must be at least 1 (ASSISTANT_TOP_K)")
         for spec, var in ((self.embedder, "ASSISTANT_EMBEDDER"), (self.llm, "ASSISTANT_LLM")):
@@ -131,11 +157,20 @@ class Settings:
         """Settings safe to write to run folders: secrets are never included."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         out["openai_api_key"] = "set" if self.openai_api_key else ""
+        out["checks_off"] = sorted(self.checks_off)
         return out
 
 
 def _coerce(name: str, var: str, raw: str, typ: Any) -> Any:
     kind = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    if kind == "bool":
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{var}={raw!r} is not a valid boolean for setting '{name}': use 1/0, true/false")
+    if kind.startswith("frozenset"):
+        return frozenset(part.strip() for part in raw.split(",") if part.strip())
     try:
         if kind == "int":
             return int(raw)

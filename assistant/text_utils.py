@@ -40,3 +40,14 @@ def stem(token: str) -> str:
 def content_terms(text: str) -> list[str]:
     """Stemmed tokens without stopwords."""
     return [stem(t) for t in tokens(text) if t not in STOPWORDS]
+
+
+def clip(text: str, limit: int) -> str:
+    """Whitespace-collapsed text cut at a word boundary to at most `limit` characters, '…' marking a cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut and not text[limit - 1].isspace():
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:") + "…"

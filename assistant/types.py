@@ -69,11 +69,17 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     unsupported_sentences: list[str] = field(default_factory=list)
     uncited_sentences: list[str] = field(default_factory=list)
-    # Words the question takes for granted that no passage states (then the answer declines).
-    unsupported_premise: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     standalone_question: str = ""
+    # The check that declined ("answerable", "entities", "supported_any", "addresses", "retrieval",
+    # "model_declined"), or "" when answered; every check's verdict, in the order run.
+    decline_reason: str = ""
+    verdicts: list[Any] = field(default_factory=list)
+    # Every cited sentence the model wrote, before sentences were withheld (for ablations).
+    draft: str = ""
+    # Facts about the answer a reader should know (e.g. a cited article's date is unknown).
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for `--json` output."""
@@ -86,9 +92,12 @@ class Answer:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "unsupported_sentences": self.unsupported_sentences,
             "uncited_sentences": self.uncited_sentences,
-            "unsupported_premise": self.unsupported_premise,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "decline_reason": self.decline_reason,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "notes": self.notes,
+            "standalone_question": self.standalone_question,
         }
 
 
@@ -124,6 +133,20 @@ class IndexReport:
             "chunks": self.chunks,
             "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
         }
+
+
+@dataclass
+class Choice:
+    """A constrained one-option reply: the option chosen and the model's probability of each option."""
+
+    option: str
+    probs: dict[str, float] = field(default_factory=dict)
+    # False when the backend returned no token probabilities (probs then put 1.0 on the choice).
+    calibrated: bool = True
+
+    def p(self, option: str) -> float:
+        """Probability of one option (0 when the model gave it none)."""
+        return self.probs.get(option, 0.0)
 
 
 @dataclass

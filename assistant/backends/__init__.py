@@ -66,8 +66,8 @@ def get_llm(settings: "Settings", on_message: Callable[[str], None] | None = Non
         from .llms import OpenAIChatModel
         llm = OpenAIChatModel(model, settings, compatible=provider == "openai-compatible")
     elif provider == "fake":
-        from .fakes import FakeChatModel
-        llm = FakeChatModel(model)
+        from .fakes import FakeChatModel, QueueChatModel
+        llm = QueueChatModel(model) if model == "queue" else FakeChatModel(model)
     else:
         raise ConfigError(f"unknown model provider '{provider}'; use one of: {', '.join(LLM_PROVIDERS)}")
     _LLM_CACHE[key] = llm

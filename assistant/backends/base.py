@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator, Protocol, Sequence
 
-from ..types import Completion
+from ..types import Choice, Completion
 
 Message = dict[str, str]
 
@@ -32,4 +32,8 @@ class ChatModel(Protocol):
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
                stop: list[str] | None = None) -> Iterator[str]:
         """Yield the reply as text deltas while it is generated."""
+        ...
+
+    def choose(self, messages: list[Message], options: Sequence[str]) -> Choice:
+        """Reply with exactly one of `options`; return it with the model's probability of each."""
         ...

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections import deque
 from typing import Iterator, Sequence
 
 from ..text_utils import content_terms
-from ..types import Completion
+from ..types import Choice, Completion
 
 DIM = 256
 SENTINEL = "NOT_IN_SOURCES"
@@ -45,7 +46,8 @@ class FakeChatModel:
 
     def __init__(self, model: str = "extractive") -> None:
         self.model_id = f"fake:{model or 'extractive'}"
-        self.requests: list[list[dict[str, str]]] = []
+        self.requests: list[list[dict[str, str]]] = []  # complete/stream calls
+        self.choice_requests: list[list[dict[str, str]]] = []  # choose calls (the checks)
 
     def _reply(self, messages: list[dict[str, str]]) -> str:
         self.requests.append(messages)
@@ -76,6 +78,95 @@ class FakeChatModel:
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
                stop: list[str] | None = None) -> Iterator[str]:
         """Yield the reply word by word."""
-        text = self._reply(messages)
-        for i, word in enumerate(text.split(" ")):
-            yield word if i == 0 else " " + word
+        yield from _words(self._reply(messages))
+
+    def choose(self, messages: list[dict[str, str]], options: Sequence[str]) -> Choice:
+        """Judge by word overlap: the best-matching source label (or NONE), or yes/no for support."""
+        self.choice_requests.append(messages)
+        first = next((m["content"] for m in messages if m["role"] == "user"), "")
+        sources = dict(_SOURCE.findall(first))
+        if "NONE" in options:
+            match = _QUESTION.search(first)
+            question = set(content_terms(match.group(1))) if match else set()
+            scored = [(len(question & set(content_terms(text))), label) for label, text in sources.items()
+                      if label in options]
+            best = max(scored, default=(0, "NONE"))
+            pick = best[1] if best[0] >= 2 else "NONE"
+            rest = (1.0 - 0.9) / max(1, len(options) - 1)
+            return Choice(option=pick, probs={o: 0.9 if o == pick else rest for o in options})
+        # Support: the share of the claim's content words that its cited sources contain.
+        last = messages[-1]["content"]
+        claim = re.search(r'"(.+)"', last, re.S)
+        cited = re.findall(r"\bS(\d+)\b", last.split('"')[-1] if '"' in last else last)
+        words = set(content_terms(claim.group(1))) if claim else set()
+        found = set().union(*(set(content_terms(sources.get(n, ""))) for n in cited)) if cited else set()
+        share = len(words & found) / len(words) if words else 0.0
+        yes = options[0]
+        return Choice(option=yes if share >= 0.6 else options[-1],
+                      probs={yes: share, options[-1]: 1.0 - share})
+
+
+def _words(text: str) -> Iterator[str]:
+    for i, word in enumerate(text.split(" ")):
+        yield word if i == 0 else " " + word
+
+
+class QueueChatModel:
+    """A chat model that replies with what a test enqueued, in order (like simonw/llm's MockModel).
+
+    `enqueue("text")` queues replies for `complete`/`stream`; `enqueue_choice("S1", 0.8)` queues a
+    constrained reply for `choose` (the option gets probability p, the rest share 1 - p). Every
+    request is kept in `requests`. Running out of queued replies fails loudly."""
+
+    def __init__(self, model: str = "queue") -> None:
+        self.model_id = f"fake:{model or 'queue'}"
+        self.replies: deque[str] = deque()
+        self.choices: deque[tuple[str, float]] = deque()
+        self.requests: list[list[dict[str, str]]] = []  # complete/stream calls
+        self.choice_requests: list[list[dict[str, str]]] = []  # choose calls (the checks)
+
+    def enqueue(self, *replies: str) -> "QueueChatModel":
+        """Queue text replies, answered in order."""
+        self.replies.extend(replies)
+        return self
+
+    def enqueue_choice(self, option: str, p: float = 1.0) -> "QueueChatModel":
+        """Queue one constrained reply with the model's probability of it."""
+        self.choices.append((option, p))
+        return self
+
+    def reset(self) -> None:
+        """Drop queued replies and recorded requests."""
+        self.replies.clear()
+        self.choices.clear()
+        self.requests.clear()
+        self.choice_requests.clear()
+
+    def _next(self, messages: list[dict[str, str]]) -> str:
+        self.requests.append(messages)
+        if not self.replies:
+            raise AssertionError(f"QueueChatModel: no reply queued for: {messages[-1]['content'][:200]!r}")
+        return self.replies.popleft()
+
+    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
+                 stop: list[str] | None = None) -> Completion:
+        """The next queued reply."""
+        text = self._next(messages)
+        return Completion(text=text, prompt_tokens=sum(len(m["content"].split()) for m in messages),
+                          completion_tokens=len(text.split()))
+
+    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
+               stop: list[str] | None = None) -> Iterator[str]:
+        """The next queued reply, word by word."""
+        yield from _words(self._next(messages))
+
+    def choose(self, messages: list[dict[str, str]], options: Sequence[str]) -> Choice:
+        """The next queued choice; it must be one of the options offered."""
+        self.choice_requests.append(messages)
+        if not self.choices:
+            raise AssertionError(f"QueueChatModel: no choice queued among {list(options)}")
+        option, p = self.choices.popleft()
+        if option not in options:
+            raise AssertionError(f"QueueChatModel: queued choice {option!r} is not among {list(options)}")
+        rest = (1.0 - p) / max(1, len(options) - 1)
+        return Choice(option=option, probs={o: p if o == option else rest for o in options})

@@ -9,11 +9,12 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from ..errors import AssistantError, BackendUnavailableError, ConfigError, ModelFileError
-from ..types import Completion
+from ..types import Choice, Completion
 from .base import Message
+from .choice import grammar, to_choice
 from .model_files import LOCAL_EXTRA, OnMessage, ensure_model_file
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEED = 42
+TOP_LOGPROBS = 20
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _T = TypeVar("_T")
 
@@ -59,6 +61,18 @@ class LocalChatModel:
         text = result["choices"][0]["message"].get("content") or ""
         return Completion(text=text, prompt_tokens=int(usage.get("prompt_tokens", 0)),
                           completion_tokens=int(usage.get("completion_tokens", 0)))
+
+    def choose(self, messages: list[Message], options: Sequence[str]) -> Choice:
+        """Reply with one option under a grammar; probabilities from the unconstrained first token."""
+        server = self._ensure_loaded()
+        request = self._request(messages, max(4, max(len(o) for o in options)), 0.0, None)
+        request.update(grammar=grammar(options), logprobs=True, top_logprobs=TOP_LOGPROBS)
+        result = server.handle_chat_completions(request)
+        self._raise_for_error(result)
+        choice = result["choices"][0]
+        content = (choice.get("logprobs") or {}).get("content") or [{}]
+        top = [(t.get("token", ""), float(t.get("logprob", -100.0))) for t in content[0].get("top_logprobs") or []]
+        return to_choice(top, options, choice["message"].get("content") or "")
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
                stop: list[str] | None = None) -> Iterator[str]:
@@ -241,6 +255,19 @@ class OpenAIChatModel:
         usage = response.usage
         return Completion(text=text, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
                           completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
+
+    def choose(self, messages: list[Message], options: Sequence[str]) -> Choice:
+        """One short reply with top log-probabilities (OpenAI and vLLM return them; no grammar)."""
+        hint = {"role": "system", "content": "Reply with exactly one of: " + ", ".join(options) + "."}
+        request = self._request([*messages, hint], max(4, max(len(o) for o in options)), 0.0, None)
+        response = self._with_retries(lambda: self._client.chat.completions.create(
+            **request, logprobs=True, top_logprobs=TOP_LOGPROBS))
+        if not response.choices:
+            return to_choice([], options, "")
+        first = response.choices[0]
+        content = getattr(first.logprobs, "content", None) or []
+        top = [(t.token, float(t.logprob)) for t in (content[0].top_logprobs if content else [])]
+        return to_choice(top, options, first.message.content or "")
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
                stop: list[str] | None = None) -> Iterator[str]:

@@ -10,8 +10,11 @@ from typing import Any, Sequence
 from ..errors import InputError
 
 QUESTION_TYPES: frozenset[str] = frozenset(
-    {"single", "multi", "span", "when", "who", "conflict", "unanswerable", "false_premise"}
+    {"single", "multi", "span", "when", "who", "how_many", "why", "conflict", "confuser", "unanswerable",
+     "off_topic", "false_premise"}
 )
+# Types whose right response is a decline: the story is there but not the fact, or no story at all.
+UNANSWERABLE_TYPES: frozenset[str] = frozenset({"unanswerable", "off_topic"})
 
 _REQUIRED: dict[str, type] = {
     "id": str,
@@ -74,8 +77,8 @@ def _check_fields(obj: dict[str, Any]) -> list[str]:
     if any(not e.strip() for e in obj["evidence"]):
         problems.append("field 'evidence' holds an empty string")
     if obj["answerable"]:
-        if obj["type"] == "unanswerable":
-            problems.append("type 'unanswerable' needs \"answerable\": false")
+        if obj["type"] in UNANSWERABLE_TYPES:
+            problems.append(f"type '{obj['type']}' needs \"answerable\": false")
         if not obj["answer"].strip():
             problems.append("answerable case needs a non-empty 'answer'")
         if not obj["sources"]:
@@ -83,8 +86,9 @@ def _check_fields(obj: dict[str, Any]) -> list[str]:
         if not obj["evidence"]:
             problems.append("answerable case needs at least one 'evidence' string")
     else:
-        if obj["type"] != "unanswerable":
-            problems.append(f"\"answerable\": false is only allowed with type 'unanswerable', not '{obj['type']}'")
+        if obj["type"] not in UNANSWERABLE_TYPES:
+            problems.append(f"\"answerable\": false is only allowed with types {', '.join(sorted(UNANSWERABLE_TYPES))}, "
+                            f"not '{obj['type']}'")
         if obj["answer"] or obj["sources"] or obj["evidence"]:
             problems.append("unanswerable case must have answer \"\", sources [] and evidence []")
     return problems
@@ -148,3 +152,44 @@ def validate_evidence(cases: Sequence[EvalCase], corpus_dir: str | Path) -> list
             if not any(sentence in text for text in available):
                 problems.append(f"{case.id}: evidence not found verbatim in {case.sources}: {sentence[:80]!r}")
     return problems
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A gold chat: turns asked in order, follow-ups leaning on the ones before."""
+
+    id: str
+    turns: list[EvalCase]
+    notes: str = ""
+
+
+def load_conversations(path: str | Path) -> list[Conversation]:
+    """Read a JSONL file of conversations ({"id", "turns": [case without id, ...], "notes"})."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read conversations ({exc})") from None
+    out: list[Conversation] = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("turns"), list) \
+                or set(obj) - {"id", "turns", "notes"} or len(obj["turns"]) < 2:
+            raise InputError(f"{where}: a conversation is {{\"id\": str, \"turns\": [at least 2 cases], \"notes\"}}")
+        turns = []
+        for n, turn in enumerate(obj["turns"], start=1):
+            case = {"id": f"{obj['id']}.t{n}", **{k: v for k, v in turn.items() if k != "id"}}
+            problems = _check_fields(case) if isinstance(turn, dict) else ["a turn must be a JSON object"]
+            if problems:
+                raise InputError(f"{where} turn {n}: " + "; ".join(problems))
+            turns.append(EvalCase(**case))
+        out.append(Conversation(obj["id"], turns, obj.get("notes", "")))
+    if not out:
+        raise InputError(f"{path}: no conversations found; write one JSON object per line")
+    return out

@@ -60,6 +60,7 @@ def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]]) 
                   f"SEMANTIC_MIN={sc['semantic_min']}: accuracy {sc['accuracy']:.3f}, precision "
                   f"{sc['precision']:.3f}, recall {sc['recall']:.3f}, F1 {sc['f1']:.3f}, "
                   f"Cohen's kappa {sc['kappa']:.3f}."]
+    lines += checks_markdown(summary)
     lines += ["", "## Retrieval detail", "", "| metric | mean |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in summary["retrieval_extra"].items()]
     lines += ["", "## By question type", "", "| type | n | correct | declined | accuracy |", "|---|---|---|---|---|"]
@@ -75,6 +76,80 @@ def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]]) 
         gold = r["golds"][0] if r["golds"] else "(decline)"
         lines.append(f"| {r['id']} | {r['type']} | {outcome} | {_cell(gold)} | {_cell(r['answer'], 160)} |")
     return "\n".join(lines) + "\n"
+
+
+def _config_name(row: dict[str, Any]) -> str:
+    return "shipped (all checks)" if not row["off"] else ("all checks off" if len(row["off"]) > 1
+                                                           else f"without `{row['off'][0]}`")
+
+
+def checks_markdown(summary: dict[str, Any]) -> list[str]:
+    """Decline reasons, checks fired, ablations, threshold sweeps and chat turns."""
+    lines: list[str] = []
+    if summary.get("decline_reasons") is not None:
+        lines += ["", "## Decline reasons and checks", "",
+                  "| decline reason | cases |", "|---|---|"]
+        lines += [f"| `{k}` | {v} |" for k, v in summary["decline_reasons"].items()] or ["| (none) | 0 |"]
+        lines += ["", "| check | ran | failed |", "|---|---|---|"]
+        lines += [f"| `{k}` | {v['ran']} | {v['failed']} |" for k, v in summary.get("check_fired", {}).items()]
+        unrelated = summary.get("answered_from_unrelated_article", [])
+        lines += ["", f"Answers citing no gold file (or answering an unanswerable question): {len(unrelated)}"
+                  + (f" ({', '.join(unrelated)})" if unrelated else "")]
+    columns = "| {} | {} | {} | {} | {} | {} |"
+    head = ["| configuration | correct | wrong declines | wrong answers | unanswerable declined | unanswerable answered |",
+            "|---|---|---|---|---|---|"]
+    if summary.get("ablation"):
+        lines += ["", "## Ablation (re-decided from this traced run's verdicts; no model calls)", "",
+                  "Each row switches checks off; rates are over answerable (correct, wrong declines, wrong answers) "
+                  "and unanswerable questions.", "", *head]
+        for row in summary["ablation"]:
+            lines.append(columns.format(_config_name(row), fmt(row["correct"]), fmt(row["wrong_decline"]),
+                                        fmt(row["wrong_answer"]), fmt(row["correct_decline"]),
+                                        row["answered_unanswerable"]))
+    for key, name in (("sweep_gate", "gate_none_max"), ("sweep_support", "support_min")):
+        if summary.get(key):
+            lines += ["", f"## Trade-off: `{name}` swept, the other threshold fixed", "",
+                      head[0].replace("configuration", name), head[1]]
+            for row in summary[key]:
+                lines.append(columns.format(row[name], fmt(row["correct"]), fmt(row["wrong_decline"]),
+                                            fmt(row["wrong_answer"]), fmt(row["correct_decline"]),
+                                            row["answered_unanswerable"]))
+    chat = summary.get("chat")
+    if chat:
+        d = chat["decline"]
+        lines += ["", "## Chat conversations", "",
+                  f"- {chat['n_conversations']} conversations, {chat['n']} turns (follow-ups rewritten from the history)",
+                  f"- correct (answerable turns): {fmt(chat['correct'])}; follow-up turns only: {fmt(chat['follow_up_correct'])}",
+                  f"- unanswerable turns declined: {fmt(d['correct_decline_rate'])}; answerable turns declined: "
+                  f"{fmt(d['wrong_decline_rate'])}"]
+    return lines
+
+
+def write_tradeoff(summary: dict[str, Any], path: Path) -> bool:
+    """The decline-threshold curve (correct, wrong declines, wrong answers, unanswerable declined) as PNG."""
+    rows = summary.get("sweep_gate")
+    if not rows:
+        return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = [r["gate_none_max"] for r in rows]
+    for key, label in (("correct", "correct (answerable)"), ("wrong_decline", "wrong declines"),
+                       ("wrong_answer", "wrong answers"), ("correct_decline", "unanswerable declined")):
+        ax.plot(xs, [r[key] for r in rows], marker="o", markersize=3, label=label)
+    chosen = summary.get("run", {}).get("gate_none_max")
+    if chosen is not None:
+        ax.axvline(float(chosen), color="grey", linestyle="--", linewidth=0.8, label=f"shipped {chosen}")
+    ax.set_xlabel("decline when P(NONE) ≥ gate_none_max")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    ax.set_title("Decline threshold trade-off", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(str(path))
+    return True
 
 
 def _cell(text: str, limit: int = 60) -> str:

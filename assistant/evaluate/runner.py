@@ -7,7 +7,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from ..citations import answer_sentences, date_words, lexical_support, supports
 from ..errors import AssistantError, InputError
@@ -15,7 +15,7 @@ from ..settings import REPO_DIR, Settings
 from ..store import fingerprint, write_json_atomic
 from ..types import Answer, Citation, Passage
 from . import metrics as m
-from .dataset import EvalCase, load_dataset
+from .dataset import Conversation, EvalCase, load_conversations, load_dataset
 
 DEFAULT_DATASET = REPO_DIR / "evals" / "datasets" / "sample.jsonl"
 RETRIEVE_K = 10
@@ -149,6 +149,11 @@ def score_case(case: EvalCase, answer: Answer, latency: float, ranked: Sequence[
         "latency_s": latency, "timings": answer.timings,
         "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
         "unsupported_sentences": answer.unsupported_sentences,
+        "decline_reason": answer.decline_reason,
+        "verdicts": [v.to_dict() for v in answer.verdicts],
+        "draft": answer.draft,
+        "notes": answer.notes,
+        "standalone_question": answer.standalone_question,
     }
     record.update(_retrieval_scores(case, ranked, relevant_ids))
     if case.answerable:
@@ -164,8 +169,9 @@ def score_case(case: EvalCase, answer: Answer, latency: float, ranked: Sequence[
     if answered and case.answerable:
         p, r = m.citation_file_precision_recall(record["cited_files"], case.sources)
         record["citation_precision"], record["citation_recall"] = p, r
+        record["cites_gold"] = bool(set(record["cited_files"]) & set(case.sources))
     else:
-        record["citation_precision"] = record["citation_recall"] = None
+        record["citation_precision"] = record["citation_recall"] = record["cites_gold"] = None
     record.update(alce_scores(answer, dates, embed))
     return record
 
@@ -196,6 +202,7 @@ HEADLINE: list[tuple[str, str, str]] = [
     ("em", "Exact match", "answerable"),
     ("f1", "Token F1", "answerable"),
     ("contains", "Contains gold", "answerable"),
+    ("cites_gold", "Answers citing a gold file", "answered answerable"),
     ("citation_precision", "Citation precision (file)", "answered answerable"),
     ("citation_recall", "Citation recall (file)", "answered answerable"),
     ("alce_recall", "ALCE citation recall", "answered"),
@@ -295,7 +302,8 @@ def _engine(settings: Settings, baseline: bool) -> tuple[Engine, Callable[[str, 
     from ..answering import Assistant
 
     retriever = get_retriever(settings)
-    return Assistant(settings), lambda q, k: retriever.search(q, k=k), "assistant"
+    # Traced: every check runs on every case, so the report can switch each off afterwards.
+    return Assistant(settings, trace=True), lambda q, k: retriever.search(q, k=k), "assistant"
 
 
 def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[float]]]) -> None:
@@ -307,9 +315,22 @@ def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[floa
         get_llm(settings).complete([{"role": "user", "content": "Say OK."}], max_tokens=2)
 
 
+def _chat_items(engine: Engine, conversations: list[Conversation], baseline: bool
+                ) -> Iterator[tuple[EvalCase, Callable[[str], Answer], bool]]:
+    """Each turn of each conversation, asked through one chat session per conversation."""
+    if baseline or not conversations:
+        return  # the stock engine has no conversation memory: chats are ours only
+    from ..chat import ChatSession
+
+    for conversation in conversations:
+        session = ChatSession(engine)  # type: ignore[arg-type]
+        for turn in conversation.turns:
+            yield turn, session.ask, True
+
+
 def run_eval(dataset: str | Path | None = None, settings: Settings | None = None, limit: int | None = None,
              baseline: bool = False, progress: ProgressFn | None = None,
-             runs_dir: str | Path = "evals/runs") -> EvalReport:
+             runs_dir: str | Path = "evals/runs", conversations: str | Path | None = None) -> EvalReport:
     """Evaluate the assistant (or the stock LlamaIndex baseline) on a gold set and write a run folder."""
     from ..retrieval import get_retriever
 
@@ -320,6 +341,7 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
         if limit < 1:
             raise InputError(f"--limit {limit}: give a positive number of cases")
         cases = cases[:limit]
+    chats = load_conversations(conversations) if conversations else []
     engine, retrieve, engine_name = _engine(settings, baseline)
     retriever = get_retriever(settings)
     embed = retriever.embed_texts
@@ -328,15 +350,17 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
     _warm_up(settings, embed)
     run_dir = _run_dir(runs_dir, settings, baseline)
     write_json_atomic(run_dir / "settings.json", {**settings.public_dict(), "engine": engine_name,
-                                                  "dataset": str(path), "limit": limit})
+                                                  "dataset": str(path), "limit": limit,
+                                                  "conversations": str(conversations or "")})
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     records: list[dict[str, Any]] = []
+    items = [(case, engine.ask, False) for case in cases] + list(_chat_items(engine, conversations, baseline))
     with open(run_dir / "cases.jsonl", "w", encoding="utf-8") as out:
-        for n, case in enumerate(cases, 1):
+        for n, (case, ask, chat) in enumerate(items, 1):
             t0 = time.perf_counter()
             error = ""
             try:
-                answer = engine.ask(case.question)
+                answer = ask(case.question)
             except AssistantError:
                 raise  # a setup problem (model missing, store down) fails every case alike
             except Exception as exc:  # noqa: BLE001 - one engine bug must not lose an hour-long run
@@ -344,16 +368,19 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
                 answer = Answer(question=case.question, answer="", declined=False)
             latency = time.perf_counter() - t0
             relevant = {c.chunk_id for c in chunks if case.evidence and m.passage_relevant(c.text, case.evidence)}
-            record = score_case(case, answer, latency, retrieve(case.question, RETRIEVE_K), relevant, dates, embed)
-            record["error"] = error
+            query = answer.standalone_question or case.question
+            record = score_case(case, answer, latency, retrieve(query, RETRIEVE_K), relevant, dates, embed)
+            record.update(error=error, chat=chat, traced=engine_name == "assistant")
             records.append(record)
             # One line per finished case: a killed run still shows how far it got.
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
             if progress:
-                progress(n, len(cases), case.id)
+                progress(n, len(items), case.id)
     run = {"name": run_dir.name, "engine": engine_name, "llm": settings.llm, "embedder": settings.embedder,
            "fingerprint": fingerprint(settings), "dataset": str(path), "limit": limit,
+           "conversations": str(conversations or ""), "gate_none_max": settings.gate_none_max,
+           "support_min": settings.support_min, "checks_off": sorted(settings.checks_off),
            "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     summary, markdown = _write_results(run_dir, records, run, embed)
     return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
@@ -388,12 +415,49 @@ def rejudge_run(run_dir: str | Path, settings: Settings | None = None) -> EvalRe
     return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def check_summary(records: Sequence[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
+    """Decline reasons, how often each check fired, answers from unrelated articles, and (for a
+    traced run) each check switched off and the decline threshold swept."""
+    from . import ablation
+
+    reasons: dict[str, int] = {}
+    for r in records:
+        if r["declined"]:
+            key = r.get("decline_reason") or "unknown"
+            reasons[key] = reasons.get(key, 0) + 1
+    unrelated = [r["id"] for r in records if not r["declined"] and r["cited_files"]
+                 and (not r["answerable"] or not set(r["cited_files"]) & set(r["gold_sources"]))]
+    out: dict[str, Any] = {"decline_reasons": dict(sorted(reasons.items())), "check_fired": ablation.fire_counts(records),
+                           "answered_from_unrelated_article": unrelated}
+    traced = ablation.traced(records)
+    if traced and run.get("gate_none_max") is not None:
+        gate, support = float(run["gate_none_max"]), float(run["support_min"])
+        out["ablation"] = ablation.ablations(traced, gate, support)
+        out["sweep_gate"] = ablation.sweep(traced, support)
+        out["sweep_support"] = ablation.sweep(traced, support, name="support_min", fixed_gate=gate)
+    return out
+
+
 def _write_results(run_dir: Path, records: list[dict[str, Any]], run: dict[str, Any],
                    embed: Callable[[Sequence[str]], list[list[float]]]) -> tuple[dict[str, Any], str]:
-    from .report import render_markdown, write_chart
+    from .report import render_markdown, write_chart, write_tradeoff
     from .support_calibration import calibrate
 
-    summary = summarise(records)
+    questions = [r for r in records if not r.get("chat")]
+    summary = summarise(questions)
+    summary.update(check_summary(questions, run))
+    chat = [r for r in records if r.get("chat")]
+    if chat:
+        summary["chat"] = {"n": len(chat), "n_conversations": len({r["id"].rsplit(".", 1)[0] for r in chat}),
+                           "decline": m.decline_scores([{"answerable": r["answerable"], "declined": r["declined"],
+                                                         "correct": r["correct"]} for r in chat]),
+                           "correct": _mean([float(r["correct"]) for r in chat if r["answerable"]]),
+                           "follow_up_correct": _mean([float(r["correct"]) for r in chat
+                                                       if r["answerable"] and not r["id"].endswith(".t1")])}
     checker = calibrate(embed=embed)["current"]
     summary["support_checker"] = {k: checker[k] for k in ("lexical_min", "semantic_min", "n", "accuracy", "precision",
                                                           "recall", "f1", "kappa", "confusion")}
@@ -402,4 +466,5 @@ def _write_results(run_dir: Path, records: list[dict[str, Any]], run: dict[str, 
     write_json_atomic(run_dir / "summary.json", summary)
     (run_dir / "report.md").write_text(markdown, encoding="utf-8")
     write_chart(summary, run_dir / "chart.png")
+    write_tradeoff(summary, run_dir / "tradeoff.png")
     return summary, markdown

@@ -1,0 +1,86 @@
+"""Checks that read named entities (NER), not capitalisation or word lists."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..backends import ner
+from ..citations import Source
+from ..text_utils import content_terms
+from ..types import Choice, Passage
+from .question import Question
+from .verdicts import Verdict
+
+_NUMBER = re.compile(r"\d")
+
+
+def entities_found(question: Question, passages: Sequence[Passage]) -> Verdict:
+    """Is every name the question is about (NER: people, organisations, places, events) in some passage?"""
+    topics = question.topics
+    if not topics:
+        return Verdict("entities", True, None, "the question names no entity to look for")
+    words = set().union(*(set(content_terms(p.text)) for p in passages)) if passages else set()
+    missing = [t for t in topics if content_terms(t) and not set(content_terms(t)) <= words]
+    score = 1.0 - len(missing) / len(topics)
+    if missing:
+        names = ", ".join(f'"{t}"' for t in missing)
+        return Verdict("entities", False, score, f"no retrieved passage mentions {names}")
+    return Verdict("entities", True, score, "every name in the question appears in the passages")
+
+
+def _answer_entities(text: str, question: Question) -> list[ner.Entity]:
+    asked = {e.text.lower() for e in question.entities}
+    return [e for e in ner.entities(re.sub(r"\[S\d+\]", " ", text)) if e.text.lower() not in asked]
+
+
+def addresses(question: Question, answer: str) -> Verdict:
+    """Does the answer hold what the question asks for (a date for "when", a name for "who", a number
+    for "how many"), by the NER labels of its entities?"""
+    wants = question.wants
+    if not wants:
+        return Verdict("addresses", True, None, f"a {question.kind} question takes any content")
+    found = [e for e in _answer_entities(answer, question) if e.label in wants]
+    if question.kind == "how_many" and not found and _NUMBER.search(re.sub(r"\[S\d+\]", " ", answer)):
+        found = [ner.Entity("number", "CARDINAL", 0, 0)]
+    if found:
+        return Verdict("addresses", True, 1.0, f"gives {found[0].text!r} ({found[0].label}) for a {question.kind} question")
+    want = {"who": "a name", "when": "a date", "how_many": "a number"}.get(question.kind, "an answer")
+    return Verdict("addresses", False, 0.0, f"the answer gives no {want}, which a {question.kind} question asks for")
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Sources that give different values for what is asked: label -> the values it gives."""
+
+    values: dict[str, tuple[str, ...]]
+
+    def describe(self) -> str:
+        """'[S1] gives "April 1"; [S3] gives "April 2"'."""
+        return "; ".join(f"[{lab}] gives " + " and ".join(f'"{v}"' for v in vals) for lab, vals in self.values.items())
+
+
+def disagreement(question: Question, sources: Sequence[Source], gate: Choice | None,
+                 min_p: float) -> Disagreement | None:
+    """Two sources from different files that the gate both thinks answer, giving different values of
+    the kind asked (dates for when, numbers for how many, names for who)."""
+    if gate is None or not question.wants:
+        return None
+    by_label = {s.label: s for s in sources}
+    likely = sorted((f"S{o}" for o, p in gate.probs.items() if o != "NONE" and p >= min_p and f"S{o}" in by_label),
+                    key=lambda lab: -gate.p(lab[1:]))
+    values: dict[str, tuple[str, ...]] = {}
+    files: set[str] = set()
+    for lab in likely:
+        vals = tuple(dict.fromkeys(e.text for e in _answer_entities(by_label[lab].text, question)
+                                   if e.label in question.wants))
+        if vals:
+            values[lab] = vals
+            files.add(by_label[lab].file)
+    if len(values) < 2 or len(files) < 2:
+        return None
+    sets = [set(v.lower() for v in vals) for vals in values.values()]
+    if all(s == sets[0] for s in sets[1:]):
+        return None
+    return Disagreement(values)
