@@ -231,10 +231,11 @@ class Assistant:
         answer.prompt_tokens, answer.completion_tokens = usage
         if streaming:
             shown = raw.strip()
+            label_only = not re.search(r"[A-Za-z0-9]", strip_labels(normalize_labels(shown)))
             if declined_early:
                 yield answer.answer
-            elif answer.declined or not re.search(r"[A-Za-z0-9]", strip_labels(normalize_labels(shown))) \
-                    or answer.answer != _plain_join(shown):
+            elif answer.declined or label_only or answer.unsupported_sentences or answer.uncited_sentences \
+                    or judged.disagreement is not None:
                 # What was streamed is not the answer (a decline, a quote made from labels, or
                 # sentences withheld or added by the checks): the final text follows.
                 yield ("\n" if shown and not shown.startswith(SENTINEL) else "") + answer.answer
@@ -271,10 +272,15 @@ class Assistant:
         resolution = resolve(text, evidence.sources, embed=None, question=question)
         t2 = time.perf_counter()
         kept: list[str] = []
+        seen: set[str] = set()
         for sentence in resolution.cited_sentences:
+            key = " ".join(strip_labels(sentence).lower().split())
+            if key in seen:
+                continue  # a small model sometimes repeats a sentence word for word
+            seen.add(key)
             labels = [f"S{n}" for n in dict.fromkeys(LABEL.findall(sentence))]
             if self._on("supported"):
-                verdict = checks.supported(llm, messages, raw, strip_labels(sentence).strip(), labels,
+                verdict = checks.supported(llm, messages, raw, _plain(sentence), labels,
                                            self.settings.support_min)
                 judged.verdicts.append(verdict)
                 if not verdict.passed:
@@ -304,15 +310,16 @@ class Assistant:
         citations += [c for c in _quote_citations(answer_text, evidence.sources) if c not in citations]
         cited_files = {c.file for c in citations}
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
-        withheld = [strip_labels(s).strip() for s in resolution.cited_sentences if s not in kept]
+        withheld = [_plain(s) for s in resolution.cited_sentences if s not in kept]
         return Answer(question=question, answer=answer_text, declined=False, citations=citations,
                       sources=sources, timings=timings, unsupported_sentences=withheld,
                       uncited_sentences=resolution.uncited, verdicts=judged.verdicts, draft=draft,
                       notes=judged.notes)
 
 
-def _plain_join(text: str) -> str:
-    return " ".join(text.split())
+def _plain(sentence: str) -> str:
+    """A sentence without its labels, with no space left before its final stop."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", strip_labels(sentence)).strip()
 
 
 def group_sources(chosen: list[Candidate], question: str) -> list[Source]:
@@ -388,8 +395,8 @@ def other_values(disagreement: checks.Disagreement, answer: str, sources: list[S
     out = []
     low = answer.lower()
     for label, values in disagreement.values.items():
-        if any(v.lower() in low for v in values):
-            continue
+        if all(v.lower() in low for v in values):
+            continue  # the answer already gives this source's value
         source = by_label[label]
         quote = next((source.text[s.start:s.end] for s in split_sentences(source.text)
                       if any(v in source.text[s.start:s.end] for v in values)), source.text)

@@ -1,5 +1,6 @@
-"""Assistant.ask / stream: hybrid retrieval, filters, the prompt budget, labelled sources, the evidence
-gate and declining, date ordering, streaming, model selection and backend errors."""
+"""Assistant.ask / stream: hybrid retrieval, filters, the prompt budget, labelled sources, the checks
+(entities, the answerable gate, per-sentence support) and declining, date ordering and undated sources,
+streaming, model selection and backend errors."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ from typing import Iterator, Sequence
 import pytest
 from prompt_format import prompt_sources as parse_sources
 
-import assistant.answering
 import assistant.indexing
 import assistant.retrieval
 from assistant.answering import DECLINE_TEXT, SENTINEL, Assistant, ask
 from assistant.backends import _LLM_CACHE, get_llm
-from assistant.backends.fakes import FakeChatModel
+from assistant.backends.fakes import FakeChatModel, QueueChatModel
 from assistant.backends.llms import LocalChatModel
 from assistant.backends.model_files import KNOWN_MODELS, ensure_model_file
 from assistant.chunking import split_sentences
@@ -29,7 +29,7 @@ from assistant.errors import BackendUnavailableError, ConfigError, InputError
 from assistant.indexing import build_index
 from assistant.retrieval import Filters
 from assistant.settings import Settings
-from assistant.types import Answer, Completion
+from assistant.types import Answer
 
 REPO = Path(__file__).resolve().parent.parent
 ARTICLES = REPO / "articles"
@@ -73,31 +73,19 @@ def fake_model(settings: Settings) -> FakeChatModel:
     return model
 
 
-class ScriptedChatModel:
-    """Replies with a fixed text, whatever it is asked; records the requests."""
-
-    def __init__(self, reply: str) -> None:
-        self.model_id = "fake:scripted"
-        self.reply = reply
-        self.requests: list[list[dict[str, str]]] = []
-
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
-                 stop: list[str] | None = None) -> Completion:
-        self.requests.append(messages)
-        return Completion(text=self.reply, prompt_tokens=1, completion_tokens=1)
-
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
-               stop: list[str] | None = None) -> Iterator[str]:
-        self.requests.append(messages)
-        # Split mid-word so a sentinel arrives in pieces, like real token streams.
-        for i in range(0, len(self.reply), 3):
-            yield self.reply[i:i + 3]
+def queue_model(settings: Settings) -> tuple[Settings, QueueChatModel]:
+    """The settings with the fake:queue model, and that model (the one the Assistant will get), emptied."""
+    s = settings.with_(llm="fake:queue")
+    model = get_llm(s)
+    assert isinstance(model, QueueChatModel)
+    model.reset()
+    return s, model
 
 
-def use_scripted(monkeypatch: pytest.MonkeyPatch, reply: str) -> ScriptedChatModel:
-    model = ScriptedChatModel(reply)
-    monkeypatch.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: model)
-    return model
+def first_sentence(text: str) -> str:
+    """The first sentence of a source's text, whitespace collapsed, without its final full stop."""
+    span = split_sentences(text)[0]
+    return " ".join(text[span.start:span.end].split()).rstrip(".")
 
 
 def prompt_sources(messages: list[dict[str, str]]) -> list[tuple[str, str, str, str]]:
@@ -269,41 +257,121 @@ def test_a_question_about_names_no_article_mentions_is_declined_without_calling_
     answer = Assistant(settings).ask(UNANSWERABLE_Q)
 
     assert answer.declined is True
-    assert answer.answer == "The articles don't say."
+    assert answer.decline_reason == "entities"
+    # The decline says which name no passage mentions (spaCy tags "Brazil" as a place).
+    assert answer.answer.startswith(DECLINE_TEXT) and '"Brazil"' in answer.answer
     assert 1 <= len(answer.sources) <= 3
     assert answer.citations == []
-    assert model.requests == []
+    assert model.requests == [] and model.choice_requests == []
 
 
 def test_a_declined_stream_yields_the_decline_text_then_the_answer(settings: Settings) -> None:
     model = fake_model(settings)
     events = list(Assistant(settings).stream(UNANSWERABLE_Q))
 
-    assert "".join(e for e in events if isinstance(e, str)) == DECLINE_TEXT
-    assert isinstance(events[-1], Answer) and events[-1].declined
-    assert model.requests == []
+    final = events[-1]
+    assert isinstance(final, Answer) and final.declined and final.decline_reason == "entities"
+    streamed = "".join(e for e in events if isinstance(e, str))
+    assert streamed == final.answer and streamed.startswith(DECLINE_TEXT)
+    assert model.requests == [] and model.choice_requests == []
+
+
+def test_the_gate_saying_none_declines_as_answerable_without_asking_the_model_to_answer(
+        settings: Settings) -> None:
+    s, model = queue_model(settings)
+    model.enqueue_choice("NONE", 0.9)
+    answer = Assistant(s).ask(ASTELLAS_Q)
+
+    assert answer.declined is True
+    assert answer.decline_reason == "answerable"
+    assert answer.answer == DECLINE_TEXT and answer.citations == []
+    gate = next(v for v in answer.verdicts if v.name == "answerable")
+    assert not gate.passed and gate.score == pytest.approx(0.9) and gate.threshold == s.gate_none_max
+    assert len(model.choice_requests) == 1, "only the gate was asked"
+    assert model.requests == [], "the model must not be asked to answer after the gate declined"
+
+
+def test_the_gate_prompt_is_the_answer_prompt_with_the_gate_question_after_it(settings: Settings) -> None:
+    s, model = queue_model(settings)
+    sources = Assistant(s).gather(ASTELLAS_Q).sources
+    model.enqueue_choice("1", 0.95).enqueue(f"{first_sentence(sources[0].text)} [S1].").enqueue_choice("yes", 0.9)
+    answer = Assistant(s).ask(ASTELLAS_Q)
+
+    assert not answer.declined
+    (system, user), gate = model.requests[0], model.choice_requests[0]
+    # Same system message, and the answer's user message is a prefix of the gate's: a local model's
+    # prompt cache reuses the gate's work for the answer.
+    assert gate[0] == system and len(gate) == 2
+    assert gate[1]["role"] == "user"
+    assert gate[1]["content"].startswith(user["content"]) and len(gate[1]["content"]) > len(user["content"])
+    assert "NONE" in gate[1]["content"][len(user["content"]):]
+    # The support question continues the answer conversation the same way.
+    assert model.choice_requests[1][:2] == [system, user]
+
+
+def test_a_sentence_its_source_does_not_state_is_withheld_and_a_supported_one_stays(settings: Settings) -> None:
+    s, model = queue_model(settings)
+    sources = Assistant(s).gather(ASTELLAS_Q).sources
+    kept, withheld = first_sentence(sources[0].text), first_sentence(sources[1].text)
+    model.enqueue_choice("1", 0.95).enqueue(f"{kept} [S1]. {withheld} [S2].")
+    model.enqueue_choice("yes", 0.9).enqueue_choice("no", 0.9)  # S1's sentence supported, S2's not
+    answer = Assistant(s).ask(ASTELLAS_Q)
+
+    assert answer.declined is False and answer.decline_reason == ""
+    assert kept in answer.answer and withheld not in answer.answer
+    assert len(answer.unsupported_sentences) == 1 and withheld in answer.unsupported_sentences[0]
+    assert {c.label for c in answer.citations} == {"S1"}
+    support = [v for v in answer.verdicts if v.name == "supported"]
+    assert [v.passed for v in support] == [True, False]
+    assert [v.subject.rstrip(" .") for v in support] == [kept, withheld]
+    # The support questions asked about the sentences in order, each naming its cited source.
+    asked = [m[-1]["content"] for m in model.choice_requests[1:]]
+    assert kept in asked[0] and "[S1]" in asked[0] and withheld in asked[1] and "[S2]" in asked[1]
+    assert withheld in answer.draft
+
+
+def test_an_answer_whose_every_sentence_is_unsupported_is_declined_as_supported_any(settings: Settings) -> None:
+    s, model = queue_model(settings)
+    sources = Assistant(s).gather(ASTELLAS_Q).sources
+    one, two = first_sentence(sources[0].text), first_sentence(sources[1].text)
+    model.enqueue_choice("1", 0.95).enqueue(f"{one} [S1]. {two} [S2].")
+    model.enqueue_choice("no", 0.9).enqueue_choice("no", 0.8)
+    answer = Assistant(s).ask(ASTELLAS_Q)
+
+    assert answer.declined is True
+    assert answer.decline_reason == "supported_any"
+    assert answer.answer == DECLINE_TEXT and answer.citations == []
+    assert [v.passed for v in answer.verdicts if v.name == "supported"] == [False, False]
+    assert one in answer.draft and two in answer.draft, "the draft keeps what the model wrote"
+    assert len(model.choice_requests) == 3 and not model.choices, "gate plus one support check per sentence"
 
 
 @pytest.mark.parametrize("reply", [SENTINEL, f"{SENTINEL}.", f"  {SENTINEL}\n"])
-def test_a_model_replying_with_the_sentinel_is_declined(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                                        reply: str) -> None:
-    model = use_scripted(monkeypatch, reply)
-    answer = Assistant(settings).ask(ASTELLAS_Q)
+def test_a_model_replying_with_the_sentinel_is_declined(settings: Settings, reply: str) -> None:
+    s, model = queue_model(settings)
+    model.enqueue_choice("1", 0.95).enqueue(reply)
+    answer = Assistant(s).ask(ASTELLAS_Q)
 
-    assert model.requests, "the question must pass the evidence gate for the model to be asked"
+    assert len(model.requests) == 1, "the gate passed, so the model was asked to answer"
     assert answer.declined is True
+    assert answer.decline_reason == "model_declined"
     assert answer.answer == DECLINE_TEXT
     assert answer.sources
+    assert len(model.choice_requests) == 1, "a decline has no sentence to check for support"
 
 
-def test_a_streamed_sentinel_never_reaches_the_user(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    use_scripted(monkeypatch, SENTINEL)
-    events = list(Assistant(settings).stream(ASTELLAS_Q))
+@pytest.mark.parametrize("reply", [SENTINEL, f"  {SENTINEL}\n", f"{SENTINEL} (the sources do not say)"])
+def test_a_streamed_sentinel_never_reaches_the_user(settings: Settings, reply: str) -> None:
+    s, model = queue_model(settings)
+    model.enqueue_choice("1", 0.95).enqueue(reply)
+    events = list(Assistant(s).stream(ASTELLAS_Q))
 
     text = "".join(e for e in events if isinstance(e, str))
-    assert "NOT_IN" not in text
+    assert model.requests, "the model was asked to answer"
+    assert "NOT_IN" not in text and "sources do not say" not in text
     assert text.strip() == DECLINE_TEXT
     assert isinstance(events[-1], Answer) and events[-1].declined
+    assert events[-1].decline_reason == "model_declined"
 
 
 def test_the_fake_model_answering_an_answerable_question_is_not_declined(settings: Settings) -> None:
@@ -311,11 +379,14 @@ def test_the_fake_model_answering_an_answerable_question_is_not_declined(setting
     answer = Assistant(settings).ask(ASTELLAS_Q)
 
     assert len(model.requests) == 1
-    assert answer.declined is False
+    assert answer.declined is False and answer.decline_reason == ""
     assert "Astellas" in answer.answer
     assert answer.citations and answer.sources
     assert answer.prompt_tokens > 0
     assert {"retrieve_s", "generate_s", "total_s"} <= set(answer.timings)
+    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "supported", "addresses"]
+    assert all(v.passed for v in answer.verdicts)
+    assert len(model.choice_requests) == 2, "the gate and one support check for the one cited sentence"
 
 
 def test_an_empty_question_is_an_input_error(settings: Settings) -> None:
@@ -344,6 +415,31 @@ def test_both_the_planned_and_the_actual_meeting_date_reach_the_model(settings: 
     assert "disagree" in model.requests[-1][0]["content"]
     dates = [d for _n, _f, d, _t in sources]
     assert dates == sorted(dates)
+
+
+def test_a_when_question_answered_from_an_undated_file_gets_a_note_and_is_not_declined(
+        tmp_path: Path) -> None:
+    corpus = tmp_path / "articles"
+    shutil.copytree(ARTICLES, corpus)
+    (corpus / "metadata.json").unlink()  # no file has a publication date now
+    s = Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(tmp_path / "index"),
+                          embedder="fake:hash", llm="fake:queue")
+    build_index(s.corpus_dir, settings=s)
+    s, model = queue_model(s)
+    question = "When did Hayashi meet Qin Gang in Beijing?"
+    sources = Assistant(s).gather(question).sources
+    assert sources and all(not src.date for src in sources)
+    cited = next(src for src in sources if "on April 2" in src.text)
+    sentence = next(" ".join(cited.text[sp.start:sp.end].split()).rstrip(".")
+                    for sp in split_sentences(cited.text) if "on April 2" in cited.text[sp.start:sp.end])
+    model.enqueue_choice(cited.label[1:], 0.95).enqueue(f"{sentence} [{cited.label}].").enqueue_choice("yes", 0.9)
+    answer = Assistant(s).ask(question)
+
+    assert "publication date unknown" in model.requests[0][-1]["content"]
+    assert answer.declined is False and answer.decline_reason == ""
+    assert "April 2" in answer.answer
+    assert len(answer.notes) == 1
+    assert cited.file in answer.notes[0] and "no publication date" in answer.notes[0]
 
 
 # --- streaming ------------------------------------------------------------------------------------------

@@ -1,21 +1,18 @@
-"""ChatSession: follow-ups are rewritten into stand-alone questions before retrieval, history is
-windowed, /reset forgets, and each turn streams text before its Answer."""
+"""ChatSession: every follow-up is rewritten into a stand-alone question before retrieval, history
+is windowed, /reset forgets, and each turn streams text before its Answer."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-import assistant.answering
-import assistant.chat
 from assistant.answering import Assistant, Evidence
-from assistant.backends import _LLM_CACHE
-from assistant.backends.fakes import FakeChatModel
+from assistant.backends import get_llm
+from assistant.backends.fakes import QueueChatModel
 from assistant.chat import MAX_TURN_CHARS, ChatSession
+from assistant.checks import Question
 from assistant.indexing import build_index
 from assistant.retrieval import Filters
 from assistant.settings import Settings
@@ -25,37 +22,18 @@ REPO = Path(__file__).resolve().parent.parent
 HAYASHI_Q = "What did Foreign Minister Yoshimasa Hayashi announce on Friday?"
 IWAYA_Q = "How did Takeshi Iwaya describe the meetings with Li Qiang and Wang Yi?"
 FOLLOW_UP = "and who did he meet?"
-
-
-class RewritingModel(FakeChatModel):
-    """fake:extractive for answers; rewrites follow-ups with a script, recording each rewrite prompt."""
-
-    def __init__(self, rewrite: Callable[[str], str]) -> None:
-        super().__init__("scripted")
-        self.rewrite = rewrite
-        self.rewrite_prompts: list[str] = []
-
-    def _reply(self, messages: list[dict[str, str]]) -> str:
-        prompt = messages[-1]["content"]
-        if prompt.startswith("Rewrite"):
-            self.requests.append(messages)
-            self.rewrite_prompts.append(prompt)
-            return self.rewrite(prompt)
-        return super()._reply(messages)
-
-
-def resolve_he(prompt: str) -> str:
-    """Replace 'he' with the full name of the last person the conversation asked about."""
-    history = prompt.split("Conversation:", 1)[1].split("\nQuestion:", 1)[0]
-    names = re.findall(r"(Yoshimasa Hayashi|Takeshi Iwaya)", history)
-    question = re.search(r"^Question:\s*(.+)$", prompt, re.M).group(1)
-    if not names:
-        return question
-    return question[0].upper() + question[1:].replace(" he ", f" {names[-1]} ")
+HAYASHI_STANDALONE = "And who did Yoshimasa Hayashi meet?"
+IWAYA_STANDALONE = "And who did Takeshi Iwaya meet?"
+# Queued model replies. The checks that ask the model (answerable, supported) are off in these
+# tests, so each turn makes exactly: one rewrite (every turn after the first), then one answer.
+HAYASHI_A = "Hayashi announced a plan to visit Beijing for talks with Qin Gang [S1]."
+IWAYA_A = "Iwaya described the meetings as candid [S1]."
+MET_A = "He met Chinese Foreign Minister Qin Gang [S1]."
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The sample corpus indexed once with the fake embedder; the behavioural fake:extractive model."""
     root = tmp_path_factory.mktemp("chat")
     shutil.copytree(REPO / "articles", root / "articles")
     s = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
@@ -65,16 +43,31 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture
-def install(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[RewritingModel], RewritingModel]]:
-    _LLM_CACHE.clear()
+def settings(corpus_settings: Settings, fresh_caches: None) -> Settings:
+    """The queue fake, with the model-judged checks off: these tests are about rewriting, not the checks."""
+    return corpus_settings.with_(llm="fake:queue", checks_off=frozenset({"answerable", "supported"}))
 
-    def use(model: RewritingModel) -> RewritingModel:
-        monkeypatch.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: model)
-        monkeypatch.setattr(assistant.chat, "get_llm", lambda settings, on_message=None: model)
-        return model
 
-    yield use
-    _LLM_CACHE.clear()
+@pytest.fixture
+def model(settings: Settings) -> QueueChatModel:
+    """The queue model the Assistant and the ChatSession get from get_llm (one per process and settings)."""
+    llm = get_llm(settings)
+    assert isinstance(llm, QueueChatModel)
+    llm.reset()
+    return llm
+
+
+def rewrite_prompts(model: QueueChatModel) -> list[str]:
+    return [m[-1]["content"] for m in model.requests if m[-1]["content"].startswith("Rewrite")]
+
+
+def answer_prompts(model: QueueChatModel) -> list[str]:
+    return [m[-1]["content"] for m in model.requests if not m[-1]["content"].startswith("Rewrite")]
+
+
+def history_of(prompt: str) -> str:
+    """The conversation part of a rewrite prompt."""
+    return prompt.split("Conversation:", 1)[1].split("\nQuestion:", 1)[0]
 
 
 class RecordingAssistant(Assistant):
@@ -84,103 +77,152 @@ class RecordingAssistant(Assistant):
         super().__init__(settings)
         self.retrieved_for: list[str] = []
 
-    def gather(self, question: str, filters: Filters | None = None) -> Evidence:
-        self.retrieved_for.append(question)
+    def gather(self, question: str | Question, filters: Filters | None = None) -> Evidence:
+        self.retrieved_for.append(question.text if isinstance(question, Question) else question)
         return super().gather(question, filters)
 
 
-def test_a_follow_up_is_rewritten_into_a_standalone_question_before_retrieval(settings: Settings, install) -> None:
-    model = install(RewritingModel(resolve_he))
+def test_a_follow_up_is_rewritten_into_a_standalone_question_before_retrieval(settings: Settings,
+                                                                             model: QueueChatModel) -> None:
     bot = RecordingAssistant(settings)
     session = ChatSession(bot)
 
+    model.enqueue(HAYASHI_A)
     first = session.ask(HAYASHI_Q)
     assert not first.declined
-    assert model.rewrite_prompts == [], "a first question has nothing to lean on"
+    assert rewrite_prompts(model) == [], "a first question has nothing to lean on"
 
+    model.enqueue(HAYASHI_STANDALONE, MET_A)
     second = session.ask(FOLLOW_UP)
-    assert bot.retrieved_for == [HAYASHI_Q, "And who did Yoshimasa Hayashi meet?"]
-    assert second.standalone_question == "And who did Yoshimasa Hayashi meet?"
+    assert bot.retrieved_for == [HAYASHI_Q, HAYASHI_STANDALONE]
+    assert second.standalone_question == HAYASHI_STANDALONE
     assert second.question == FOLLOW_UP
-    assert HAYASHI_Q in model.rewrite_prompts[0] and FOLLOW_UP in model.rewrite_prompts[0]
-    assert not second.declined and "Qin Gang" in second.answer
+    [rewrite] = rewrite_prompts(model)
+    assert HAYASHI_Q in history_of(rewrite) and f"Assistant: {first.answer}" in history_of(rewrite)
+    assert rewrite.rstrip().endswith(f"Question: {FOLLOW_UP}\nStand-alone question:")
+    # The model answers the rewritten question, from passages retrieved for it.
+    answer_prompt = answer_prompts(model)[-1]
+    assert f"Question: {HAYASHI_STANDALONE}" in answer_prompt and "Qin Gang" in answer_prompt
+    assert not second.declined and second.answer.startswith("He met Chinese Foreign Minister Qin Gang [S1]")
+    assert not model.replies, "each turn made one rewrite and one answer call"
 
 
-def test_history_in_the_rewrite_prompt_is_windowed_to_history_turns(settings: Settings, install) -> None:
-    model = install(RewritingModel(resolve_he))
+def test_history_in_the_rewrite_prompt_is_windowed_to_history_turns(settings: Settings,
+                                                                    model: QueueChatModel) -> None:
     session = ChatSession(RecordingAssistant(settings.with_(history_turns=1)))
-    session.ask(HAYASHI_Q)
-    session.ask(IWAYA_Q)
+    model.enqueue(HAYASHI_A, IWAYA_Q, IWAYA_A, IWAYA_STANDALONE, MET_A)
+    hayashi = session.ask(HAYASHI_Q)
+    iwaya = session.ask(IWAYA_Q)
     session.ask(FOLLOW_UP)
 
-    prompt = model.rewrite_prompts[-1]
-    assert IWAYA_Q in prompt and HAYASHI_Q not in prompt
-    assert session.turns[-1].standalone == "And who did Takeshi Iwaya meet?"
+    history = history_of(rewrite_prompts(model)[-1])
+    assert IWAYA_Q in history and iwaya.answer in history
+    assert HAYASHI_Q not in history and hayashi.answer not in history
+    assert session.turns[-1].standalone == IWAYA_STANDALONE
 
 
-def test_with_a_wider_window_the_rewrite_prompt_holds_earlier_turns(settings: Settings, install) -> None:
-    model = install(RewritingModel(resolve_he))
+def test_with_a_wider_window_the_rewrite_prompt_holds_earlier_turns(settings: Settings,
+                                                                    model: QueueChatModel) -> None:
     session = ChatSession(Assistant(settings.with_(history_turns=2)))
+    model.enqueue(HAYASHI_A, IWAYA_Q, IWAYA_A, IWAYA_STANDALONE, MET_A)
     session.ask(HAYASHI_Q)
     session.ask(IWAYA_Q)
     session.ask(FOLLOW_UP)
 
-    assert HAYASHI_Q in model.rewrite_prompts[-1] and IWAYA_Q in model.rewrite_prompts[-1]
+    history = history_of(rewrite_prompts(model)[-1])
+    assert HAYASHI_Q in history and IWAYA_Q in history
 
 
-def test_each_turn_in_the_rewrite_prompt_is_cut_to_a_bounded_length(settings: Settings, install) -> None:
-    model = install(RewritingModel(resolve_he))
+def test_each_turn_in_the_rewrite_prompt_is_cut_to_a_bounded_length(settings: Settings,
+                                                                    model: QueueChatModel) -> None:
     session = ChatSession(Assistant(settings))
     long_question = HAYASHI_Q + " Please answer carefully" + " and in detail" * 60 + "."
-    session.ask(long_question)
+    long_answer = "Hayashi announced a plan to visit Beijing" + ", and he said so again" * 30 + " [S1]."
+    model.enqueue(long_answer, HAYASHI_STANDALONE, MET_A)
+    first = session.ask(long_question)
+    assert len(long_question) > MAX_TURN_CHARS and len(first.answer) > MAX_TURN_CHARS
     session.ask(FOLLOW_UP)
 
-    history = model.rewrite_prompts[-1].split("Conversation:", 1)[1].split("\nQuestion:", 1)[0]
-    for line in history.strip().splitlines():
+    lines = history_of(rewrite_prompts(model)[-1]).strip().splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == ["User", "Assistant"]
+    for line in lines:
         assert len(line.split(": ", 1)[1]) <= MAX_TURN_CHARS
 
 
-def test_reset_forgets_the_conversation_so_nothing_is_rewritten(settings: Settings, install) -> None:
-    model = install(RewritingModel(resolve_he))
+def test_reset_forgets_the_conversation_so_nothing_is_rewritten(settings: Settings, model: QueueChatModel) -> None:
     bot = RecordingAssistant(settings)
     session = ChatSession(bot)
+    model.enqueue(HAYASHI_A)
     session.ask(HAYASHI_Q)
     session.reset()
 
     assert session.turns == [] and session.last_answer is None
+    model.enqueue(MET_A)
     session.ask(FOLLOW_UP)
-    assert model.rewrite_prompts == []
+    assert rewrite_prompts(model) == []
     assert bot.retrieved_for[-1] == FOLLOW_UP
+    assert not model.replies, "the question after /reset went straight to answering"
 
 
-def test_a_question_that_leans_on_nothing_is_not_rewritten(settings: Settings, install) -> None:
-    model = install(RewritingModel(resolve_he))
-    session = ChatSession(Assistant(settings))
+def test_a_follow_up_that_already_stands_alone_is_still_rewritten_and_retrieval_uses_the_rewrite(
+        settings: Settings, model: QueueChatModel) -> None:
+    bot = RecordingAssistant(settings)
+    session = ChatSession(bot)
+    model.enqueue(HAYASHI_A, IWAYA_Q, IWAYA_A)  # the rewriter repeats a stand-alone question unchanged
     session.ask(HAYASHI_Q)
     answer = session.ask(IWAYA_Q)
 
-    assert model.rewrite_prompts == []
-    assert answer.standalone_question == IWAYA_Q
+    [rewrite] = rewrite_prompts(model)
+    assert HAYASHI_Q in history_of(rewrite) and f"Question: {IWAYA_Q}" in rewrite
+    assert bot.retrieved_for == [HAYASHI_Q, IWAYA_Q]
+    assert answer.standalone_question == IWAYA_Q and answer.question == IWAYA_Q
+    assert not model.replies
 
 
-def test_a_rewrite_that_answers_instead_of_asking_falls_back_to_the_previous_question(settings: Settings,
-                                                                                     install) -> None:
-    install(RewritingModel(lambda prompt: "Hayashi met Qin Gang in Beijing."))
+@pytest.mark.parametrize("bad_rewrite", [
+    "Hayashi met Qin Gang in Beijing.",
+    "",
+    "Who did Hayashi meet" + " and where and when" * 60 + "?",
+], ids=["answers-instead", "empty", "far-too-long"])
+def test_a_rewrite_that_is_not_a_usable_question_falls_back_to_the_previous_question(
+        settings: Settings, model: QueueChatModel, bad_rewrite: str) -> None:
     bot = RecordingAssistant(settings)
     session = ChatSession(bot)
+    model.enqueue(HAYASHI_A, bad_rewrite, MET_A)
     session.ask(HAYASHI_Q)
-    session.ask(FOLLOW_UP)
+    second = session.ask(FOLLOW_UP)
 
+    assert len(rewrite_prompts(model)) == 1
+    assert bot.retrieved_for[-1] != bad_rewrite
     assert FOLLOW_UP in bot.retrieved_for[-1] and HAYASHI_Q in bot.retrieved_for[-1]
+    assert second.standalone_question == bot.retrieved_for[-1]
 
 
-def test_a_turn_streams_text_deltas_then_its_answer_and_is_remembered(settings: Settings, install) -> None:
-    install(RewritingModel(resolve_he))
-    session = ChatSession(Assistant(settings))
+def test_a_turn_given_its_standalone_question_is_not_rewritten_again(settings: Settings,
+                                                                   model: QueueChatModel) -> None:
+    bot = RecordingAssistant(settings)
+    session = ChatSession(bot)
+    model.enqueue(HAYASHI_A, MET_A)
+    session.ask(HAYASHI_Q)
+    events = list(session.stream(FOLLOW_UP, standalone=HAYASHI_STANDALONE))
+
+    assert rewrite_prompts(model) == []
+    assert bot.retrieved_for[-1] == HAYASHI_STANDALONE
+    answer = events[-1]
+    assert isinstance(answer, Answer)
+    assert answer.question == FOLLOW_UP and answer.standalone_question == HAYASHI_STANDALONE
+    assert session.turns[-1].standalone == HAYASHI_STANDALONE
+
+
+def test_a_turn_streams_text_deltas_then_its_answer_and_is_remembered(corpus_settings: Settings,
+                                                                     fresh_caches: None) -> None:
+    # fake:extractive answers from the retrieved sources, with every check on.
+    session = ChatSession(Assistant(corpus_settings))
     events = list(session.stream(HAYASHI_Q))
 
     assert len([e for e in events if isinstance(e, str)]) >= 3
     assert isinstance(events[-1], Answer) and all(isinstance(e, str) for e in events[:-1])
+    assert not events[-1].declined
     assert session.last_answer is events[-1]
     assert [t.question for t in session.turns] == [HAYASHI_Q]
     assert session.turns[0].answer == events[-1].answer

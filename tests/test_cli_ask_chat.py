@@ -14,16 +14,18 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-import assistant.answering
-import assistant.chat
-from assistant.backends import _LLM_CACHE
-from assistant.backends.fakes import FakeChatModel
+from assistant.answering import DECLINE_TEXT, Assistant
+from assistant.backends import get_llm
+from assistant.backends.fakes import QueueChatModel
 from assistant.cli import app
 from assistant.indexing import build_index
 from assistant.settings import Settings
+from caches import clear_process_caches
 
 REPO = Path(__file__).resolve().parent.parent
 ASTELLAS_Q = "Which pharmaceutical firm employed the senior employee detained in Beijing in March?"
+ASTELLAS = ("The meeting comes as Japan presses for the release of a senior employee of Japanese pharmaceutical "
+            "firm Astellas Pharma")
 UNANSWERABLE_Q = "Who won the Olympic gold medal for Brazil?"
 MINISTERS_Q = "What did the Japanese foreign minister discuss with his Chinese counterpart in Beijing?"
 HAYASHI_Q = "What did Foreign Minister Yoshimasa Hayashi announce on Friday?"
@@ -58,9 +60,45 @@ def env(monkeypatch: pytest.MonkeyPatch, built: tuple[Path, Path]) -> Iterator[p
     monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(index_dir))
     monkeypatch.setenv("ASSISTANT_EMBEDDER", "fake:hash")
     monkeypatch.setenv("ASSISTANT_LLM", "fake:extractive")
-    _LLM_CACHE.clear()
+    clear_process_caches()
     yield monkeypatch
-    _LLM_CACHE.clear()
+    clear_process_caches()
+
+
+@pytest.fixture
+def queue(env: pytest.MonkeyPatch) -> Iterator[QueueChatModel]:
+    """ASSISTANT_LLM=fake:queue, and the model the CLI will use: get_llm caches one instance per
+    configuration, and the CLI builds its settings from this same environment, so the test and the
+    command share it. At the end every queued reply must have been asked for."""
+    env.setenv("ASSISTANT_LLM", "fake:queue")
+    model = get_llm(Settings.from_env())
+    assert isinstance(model, QueueChatModel)
+    model.reset()
+    yield model
+    assert not model.replies and not model.choices, "the CLI called the model fewer times than the test queued"
+
+
+def sources_for(question: str) -> dict[str, str]:
+    """The labelled sources (label -> text) the CLI's answer prompt for this question will show."""
+    return {s.label: " ".join(s.text.split()) for s in Assistant(Settings.from_env()).gather(question).sources}
+
+
+def label_of(question: str, words: str) -> str:
+    """The label the answer prompt gives the source holding these words."""
+    found = [label for label, text in sources_for(question).items() if words in text]
+    assert found, f"no source for {question!r} holds {words!r}"
+    return found[0]
+
+
+def queue_answer(model: QueueChatModel, question: str, reply: str, cite: str, *support: str) -> str:
+    """Queue one ask: the gate picks the source holding `cite`, the reply (`{label}` is that source's
+    label), then one support verdict per cited sentence ("yes" or "no"). Returns the label."""
+    label = label_of(question, cite)
+    model.enqueue_choice(label[1:], 0.95)
+    model.enqueue(reply.format(label=label))
+    for verdict in support:
+        model.enqueue_choice(verdict, 0.9)
+    return label
 
 
 def ask_json(*args: str) -> dict:
@@ -106,10 +144,10 @@ def test_a_declined_ask_says_so_and_lists_the_closest_passages(env) -> None:
     result = runner.invoke(app, ["ask", UNANSWERABLE_Q])
 
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("The articles don't say.")
+    assert result.stdout.startswith(DECLINE_TEXT)
     assert "Closest passages:" in result.stdout
     data = ask_json(UNANSWERABLE_Q)
-    assert data["declined"] is True and data["answer"] == "The articles don't say."
+    assert data["declined"] is True and data["answer"].startswith(DECLINE_TEXT)
     assert data["citations"] == [] and data["sources"]
 
 
@@ -168,41 +206,69 @@ def test_a_since_that_is_not_a_date_exits_2_with_a_message(env) -> None:
     assert "Traceback" not in result.output
 
 
-class LabelOnItsOwnLine(FakeChatModel):
-    """fake:extractive, but the label goes on a line of its own after the sentence (small models do this)."""
-
-    def _reply(self, messages: list[dict[str, str]]) -> str:
-        reply = super()._reply(messages)
-        sentence, _, label = reply.rpartition(" [")
-        return f"{sentence}\n[{label}" if sentence else reply
-
-
-def test_ask_answers_a_reply_whose_label_sits_on_its_own_line(env) -> None:
-    model = LabelOnItsOwnLine("scripted")
-    env.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: model)
+def test_ask_answers_a_reply_whose_label_sits_on_its_own_line(queue: QueueChatModel) -> None:
+    queue_answer(queue, ASTELLAS_Q, ASTELLAS + ".\n[{label}]", ASTELLAS, "yes")
     result = runner.invoke(app, ["ask", ASTELLAS_Q, "--json"])
 
     assert result.exit_code == 0, result.output
-    assert "\n[S" in model._reply(model.requests[-1])
+    assert f"Question: {ASTELLAS_Q}" in queue.requests[-1][-1]["content"], "the CLI asked the test's model"
     data = json.loads(result.stdout)
-    assert not data["declined"] and "Astellas" in data["answer"] and data["citations"]
+    assert not data["declined"] and "Astellas" in data["answer"]
+    assert [c["file"] for c in data["citations"]] == ["001_e2d5a160401ece19.txt"]
 
 
-class AddsAnInventedSentence(FakeChatModel):
-    """fake:extractive, plus a sentence no source supports."""
-
-    def _reply(self, messages: list[dict[str, str]]) -> str:
-        return super()._reply(messages) + " The employee was released on bail in Paris [S1]."
-
-
-def test_ask_withholds_an_unsupported_sentence_and_lists_it_apart(env) -> None:
-    env.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: AddsAnInventedSentence("s"))
+def test_ask_withholds_an_unsupported_sentence_and_lists_it_apart(queue: QueueChatModel) -> None:
+    queue_answer(queue, ASTELLAS_Q, ASTELLAS + " [{label}]. The employee was released on bail in Paris [{label}].",
+                 ASTELLAS, "yes", "no")
     result = runner.invoke(app, ["ask", ASTELLAS_Q])
 
     assert result.exit_code == 0, result.output
     answer, _, rest = result.stdout.partition("\nSources:\n")
     assert "Astellas" in answer and "Paris" not in answer
-    assert "Withheld from the answer (no source supports it):\n  ! The employee was released on bail in Paris." in rest
+    assert "Withheld from the answer (no source supports it):\n  ! " in rest
+    # Listed without its label; " ." is tolerated (test_citations has a strict xfail on that space).
+    assert re.search(r"^  ! The employee was released on bail in Paris ?\.$", rest, re.M)
+
+
+def test_ask_json_carries_the_decline_reason_and_every_checks_verdict(env) -> None:
+    answered = ask_json(ASTELLAS_Q)
+    declined = ask_json(UNANSWERABLE_Q)
+
+    assert answered["decline_reason"] == "" and answered["declined"] is False
+    names = [v["name"] for v in answered["verdicts"]]
+    assert names[:2] == ["entities", "answerable"] and "supported" in names and names[-1] == "addresses"
+    assert all(v["passed"] for v in answered["verdicts"])
+    for v in answered["verdicts"] + declined["verdicts"]:
+        assert set(v) == {"name", "passed", "score", "reason", "threshold", "subject"}
+    assert declined["decline_reason"] == "entities"
+    assert [(v["name"], v["passed"]) for v in declined["verdicts"]] == [("entities", False)]
+    assert '"Brazil"' in declined["verdicts"][0]["reason"]
+
+
+def test_a_declined_ask_prints_which_check_declined_it(env) -> None:
+    result = runner.invoke(app, ["ask", UNANSWERABLE_Q])
+
+    assert result.exit_code == 0, result.output
+    first, line, *_ = result.stdout.split("\n")
+    assert first.startswith(DECLINE_TEXT)
+    assert line.startswith("(declined by the `entities` check: no retrieved passage mentions ") and '"Brazil"' in line
+
+
+def test_an_ask_the_gate_declines_prints_the_answerable_check_and_its_probability(queue: QueueChatModel) -> None:
+    queue.enqueue_choice("NONE", 0.9)
+    result = runner.invoke(app, ["ask", ASTELLAS_Q])
+
+    assert result.exit_code == 0, result.output
+    assert queue.requests == [], "the gate declined before the answer was generated"
+    assert result.stdout.startswith(f"{DECLINE_TEXT}\n(declined by the `answerable` check: "
+                                    "the model judged that no source states the answer (P(NONE) = 0.90 ≥ 0.50))\n")
+
+
+def test_an_answered_ask_prints_no_decline_line(env) -> None:
+    result = runner.invoke(app, ["ask", ASTELLAS_Q])
+
+    assert result.exit_code == 0 and "Astellas" in result.stdout
+    assert "(declined by" not in result.stdout
 
 
 # --- backend errors: message on stderr naming the setting, an exit code, no traceback ---------------------
@@ -251,23 +317,16 @@ def test_piped_chat_answers_one_question_per_line(env) -> None:
     assert "Ask about the articles" not in out, "no interactive banner on a pipe"
 
 
-class InventsAnAnswer(FakeChatModel):
-    """A model that answers every question with a claim no source supports."""
-
-    def _reply(self, messages: list[dict[str, str]]) -> str:
-        self.requests.append(messages)
-        return "The employee was released on bail in Paris [S1]."
-
-
-def test_piped_chat_marks_a_streamed_draft_that_was_withdrawn(env) -> None:
-    env.setattr(assistant.answering, "get_llm", lambda settings, on_message=None: InventsAnAnswer("s"))
+def test_piped_chat_marks_a_streamed_draft_that_was_withdrawn(queue: QueueChatModel) -> None:
+    queue_answer(queue, ASTELLAS_Q, "The employee was released on bail in Paris [{label}].", ASTELLAS, "no")
     result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n")
 
     assert result.exit_code == 0, result.output
-    draft, _, rest = result.stdout.partition("released on bail in Paris")
-    assert _, "the draft was streamed as it was generated"
-    assert "The articles don't say." in rest
+    _draft, streamed, rest = result.stdout.partition("released on bail in Paris")
+    assert streamed, "the draft was streamed as it was generated"
+    assert DECLINE_TEXT in rest
     assert "(the draft above was withdrawn: the sources do not support it)" in rest
+    assert "(declined by the `supported_any` check: " in rest
 
 
 def test_piped_chat_declined_before_generation_has_no_withdrawn_note(env) -> None:
@@ -295,24 +354,93 @@ def test_chat_ends_cleanly_at_the_end_of_input(env) -> None:
     assert result.exit_code == 0 and result.stdout == ""
 
 
-class RewritingModel(FakeChatModel):
-    """fake:extractive, but a follow-up about 'he' is rewritten with the name from the conversation."""
 
-    def _reply(self, messages: list[dict[str, str]]) -> str:
-        prompt = messages[-1]["content"]
-        if prompt.startswith("Rewrite"):
-            self.requests.append(messages)
-            return "Who did Yoshimasa Hayashi meet?" if "Yoshimasa Hayashi" in prompt else "Who did he meet?"
-        return super()._reply(messages)
+HAYASHI_ANSWER = "Japanese Foreign Minister Yoshimasa Hayashi intends to meet his counterpart in Beijing on April 1"
+FOLLOW_UP = "and who did he meet?"
+REWRITTEN = "Who did Yoshimasa Hayashi meet?"
+QIN = "Chinese Foreign Minister Qin Gang told his Japanese counterpart Yoshimasa Hayashi"
 
 
-def test_piped_chat_rewrites_a_follow_up_before_answering_it(env) -> None:
-    model = RewritingModel("scripted")
-    for module in (assistant.answering, assistant.chat):
-        env.setattr(module, "get_llm", lambda settings, on_message=None: model)
-    result = runner.invoke(app, ["chat"], input=f"{HAYASHI_Q}\nand who did he meet?\n")
+def chat_with_a_follow_up(model: QueueChatModel) -> str:
+    """Pipe HAYASHI_Q and FOLLOW_UP into `assistant chat`; the model rewrites the follow-up as REWRITTEN."""
+    queue_answer(model, HAYASHI_Q, HAYASHI_ANSWER + " [{label}].", HAYASHI_ANSWER, "yes")
+    model.enqueue(REWRITTEN)
+    queue_answer(model, REWRITTEN, QIN + " during their meeting in Beijing in April [{label}].", QIN, "yes")
+    result = runner.invoke(app, ["chat"], input=f"{HAYASHI_Q}\n{FOLLOW_UP}\n")
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_piped_chat_rewrites_a_follow_up_with_the_conversation_and_answers_the_rewrite(
+        queue: QueueChatModel) -> None:
+    out = chat_with_a_follow_up(queue)
+
+    first, rewrite, second = queue.requests
+    assert f"Question: {HAYASHI_Q}" in first[-1]["content"]
+    prompt = rewrite[-1]["content"]
+    assert prompt.startswith("Rewrite") and f"Question: {FOLLOW_UP}" in prompt
+    assert f"User: {HAYASHI_Q}" in prompt and "Assistant: " + HAYASHI_ANSWER in prompt, "the history is shown"
+    assert f"Question: {REWRITTEN}" in second[-1]["content"], "the rewritten question is what gets answered"
+    assert "Qin Gang" in out.split(f"> {FOLLOW_UP}", 1)[1]
+
+
+def test_piped_chat_prints_a_follow_ups_rewritten_question_in_parentheses_before_its_answer(
+        queue: QueueChatModel) -> None:
+    out = chat_with_a_follow_up(queue)
+
+    before, follow_up = out.split(f"> {FOLLOW_UP}\n", 1)
+    assert "  (" not in before, "the first question is not rewritten"
+    rewritten, answer = follow_up.split("\n", 1)
+    assert rewritten == f"  ({REWRITTEN})"
+    assert answer.startswith(QIN)
+
+
+def test_a_follow_up_the_rewrite_leaves_unchanged_prints_no_rewritten_question(env) -> None:
+    # fake:extractive repeats the question when asked to rewrite it.
+    model = get_llm(Settings.from_env())
+    result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n{HAYASHI_Q}\n")
 
     assert result.exit_code == 0, result.output
-    follow_up = result.stdout.split("> and who did he meet?", 1)[1]
-    assert "Qin Gang" in follow_up
-    assert any(m[-1]["content"].startswith("Rewrite") for m in model.requests)
+    assert [m[-1]["content"].startswith("Rewrite") for m in model.requests] == [False, True, False]
+    follow_up = result.stdout.split(f"> {HAYASHI_Q}\n", 1)[1]
+    assert not follow_up.startswith("  (")
+
+
+# --- printed quotes are clipped at a word boundary (assistant.text_utils.clip) -------------------------------
+
+def assert_clipped_at_a_word(printed: str, full: str, limit: int) -> bool:
+    """`printed` is `full` (whitespace collapsed) or a cut of it at a word boundary marked '…'.
+    Returns whether it was cut where a plain slice would have split a word."""
+    full = " ".join(full.split())
+    assert len(printed) <= limit
+    if printed == full:
+        return False
+    assert printed.endswith("…"), printed
+    body = printed[:-1]
+    assert full.startswith(body), (body, full)
+    assert full[len(body)] in " ,;:", f"cut inside a word: {body[-20:]!r} + {full[len(body):len(body) + 20]!r}"
+    return not full[limit - 2].isspace() and not full[limit - 1].isspace()
+
+
+def test_chat_prints_each_quote_cut_at_a_word_boundary(env) -> None:
+    quotes = {c["file"]: c["quote"] for c in ask_json(ASTELLAS_Q)["citations"]}
+    result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n")
+
+    assert result.exit_code == 0, result.output
+    printed = re.findall(r'^  \[S\d+\] (\S+): "(.*)"$', result.stdout, re.M)
+    assert printed and {file for file, _ in printed} <= set(quotes)
+    mid_word = [assert_clipped_at_a_word(quote, quotes[file], 160) for file, quote in printed]
+    assert any(mid_word), "some quote is long enough that a plain slice would cut a word"
+
+
+def test_a_declined_asks_closest_passages_are_cut_at_a_word_boundary(env, built) -> None:
+    result = runner.invoke(app, ["ask", UNANSWERABLE_Q])
+
+    assert result.exit_code == 0, result.output
+    passages = re.findall(r"^  - (\S+) \[(\d+):(\d+)\]: (.*)$", result.stdout, re.M)
+    assert passages
+    mid_word = []
+    for file, start, end, printed in passages:
+        full = (built[0] / file).read_text(encoding="utf-8")[int(start):int(end)]
+        mid_word.append(assert_clipped_at_a_word(printed, full, 200))
+    assert any(mid_word), "some passage is long enough that a plain slice would cut a word"

@@ -1,4 +1,4 @@
-"""The sample gold set and support labels are well formed; bad lines fail with their line number."""
+"""The sample and BBC gold sets and the support labels are well formed; bad lines fail with their line number."""
 
 from __future__ import annotations
 
@@ -10,12 +10,22 @@ from typing import Any
 import pytest
 
 from assistant.errors import InputError
-from assistant.evaluate.dataset import QUESTION_TYPES, EvalCase, load_dataset, validate_evidence
+from assistant.evaluate.dataset import (QUESTION_TYPES, Conversation, EvalCase, load_conversations, load_dataset,
+                                        validate_evidence)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "evals" / "datasets" / "sample.jsonl"
 LABELS = REPO / "evals" / "support_labels.jsonl"
 CORPUS = REPO / "articles"
+DATASETS = REPO / "evals" / "datasets"
+BBC_CORPUS = REPO.parent / "shared" / "corpora" / "bbc"
+BBC_SPLITS = {"dev": DATASETS / "bbc_dev.jsonl", "test": DATASETS / "bbc_test.jsonl"}
+BBC_CHAT_SPLITS = {"dev": DATASETS / "bbc_chat_dev.jsonl", "test": DATASETS / "bbc_chat_test.jsonl"}
+# The kinds the sample set was written with (it predates how_many, why, confuser and off_topic).
+SAMPLE_TYPES = frozenset({"single", "multi", "span", "when", "who", "conflict", "unanswerable", "false_premise"})
+# Every kind each BBC split must hold, so dev and test measure the same things.
+BBC_TYPES = frozenset({"single", "multi", "when", "who", "how_many", "why", "conflict", "confuser", "unanswerable",
+                       "off_topic", "false_premise"})
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +33,13 @@ def cases() -> list[EvalCase]:
     return load_dataset(SAMPLE)
 
 
-def test_sample_dataset_has_enough_cases_of_each_kind(cases: list[EvalCase]) -> None:
+def test_sample_dataset_has_enough_cases_of_each_of_its_kinds(cases: list[EvalCase]) -> None:
     counts = Counter(c.type for c in cases)
     assert len(cases) >= 60
     assert counts["unanswerable"] >= 10
     assert counts["false_premise"] >= 5
-    assert set(counts) == QUESTION_TYPES
+    assert SAMPLE_TYPES <= QUESTION_TYPES
+    assert set(counts) == SAMPLE_TYPES
 
 
 def test_sample_ids_are_unique(cases: list[EvalCase]) -> None:
@@ -130,3 +141,66 @@ def test_support_labels_are_verbatim_balanced_and_unique() -> None:
         assert set(row) == {"id", "sentence", "passage", "file", "supported", "note"}, row["id"]
         assert isinstance(row["supported"], bool), row["id"]
         assert row["passage"] in texts[row["file"]], row["id"]
+
+
+# --- the BBC gold set: a dev split to tune on and a held-out test split --------------------------
+# The test split is read only through these assertions; failure messages name ids and counts, not text.
+
+
+@pytest.fixture(scope="module")
+def bbc() -> dict[str, list[EvalCase]]:
+    return {split: load_dataset(path) for split, path in BBC_SPLITS.items()}
+
+
+@pytest.fixture(scope="module")
+def bbc_chats() -> dict[str, list[Conversation]]:
+    return {split: load_conversations(path) for split, path in BBC_CHAT_SPLITS.items()}
+
+
+def _needs_bbc_corpus() -> None:
+    if not BBC_CORPUS.is_dir():
+        pytest.skip(f"the BBC corpus is not at {BBC_CORPUS}")
+
+
+def test_bbc_dev_and_test_splits_share_no_question_id(bbc: dict[str, list[EvalCase]]) -> None:
+    dev, test = ({c.id for c in bbc[split]} for split in ("dev", "test"))
+    assert dev and test
+    shared = sorted(dev & test)
+    assert len(shared) == 0, f"ids in both splits: {shared[:10]}"
+
+
+def test_bbc_splits_together_hold_at_least_200_questions(bbc: dict[str, list[EvalCase]]) -> None:
+    assert len(bbc["dev"]) + len(bbc["test"]) >= 200
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_each_bbc_split_covers_every_question_type(bbc: dict[str, list[EvalCase]], split: str) -> None:
+    missing = sorted(BBC_TYPES - {c.type for c in bbc[split]})
+    assert missing == [], f"bbc {split} has no case of type(s) {missing}"
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_bbc_evidence_is_verbatim_in_the_bbc_corpus(bbc: dict[str, list[EvalCase]], split: str) -> None:
+    _needs_bbc_corpus()
+    problems = validate_evidence(bbc[split], BBC_CORPUS)
+    bad_ids = sorted({p.split(":", 1)[0] for p in problems})
+    assert len(problems) == 0, f"bbc {split}: {len(problems)} evidence problem(s) in cases {bad_ids}"
+
+
+def test_bbc_chat_sets_hold_at_least_20_conversations_of_two_or_three_turns(
+        bbc_chats: dict[str, list[Conversation]]) -> None:
+    conversations = [c for split in ("dev", "test") for c in bbc_chats[split]]
+    assert len(conversations) >= 20
+    assert len({c.id for c in conversations}) == len(conversations), "a conversation id is used twice"
+    lengths = {c.id: len(c.turns) for c in conversations if not 2 <= len(c.turns) <= 3}
+    assert lengths == {}, f"conversations outside 2-3 turns: {lengths}"
+
+
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_bbc_chat_evidence_is_verbatim_in_each_turns_sources(bbc_chats: dict[str, list[Conversation]],
+                                                             split: str) -> None:
+    _needs_bbc_corpus()
+    turns = [turn for conversation in bbc_chats[split] for turn in conversation.turns]
+    problems = validate_evidence(turns, BBC_CORPUS)
+    bad_ids = sorted({p.split(":", 1)[0] for p in problems})
+    assert len(problems) == 0, f"bbc chat {split}: {len(problems)} evidence problem(s) in turns {bad_ids}"

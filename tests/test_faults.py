@@ -180,14 +180,38 @@ def test_model_server_failing_with_500_is_retried_then_reported(sample_index: Se
 
 
 def test_model_server_503_then_ok_is_retried_and_answers(sample_index: Settings) -> None:
+    kinds: list[str] = []
+
     def script(n: int, body: dict[str, Any]) -> Any:
-        return (503, {"error": {"message": "loading"}}) if n == 1 else (200, _completion(_extractive(body)))
+        # A choose() request asks for log-probabilities; the gate offers NONE, the support check yes/no.
+        messages = body["messages"]
+        if not body.get("logprobs"):
+            kind, reply = "answer", _extractive(body)
+        elif "NONE" in messages[-1]["content"]:
+            kind = "gate"
+            reply = next(label[1:] for label, _f, _d, text in prompt_sources(messages[-2]["content"])
+                         if "Astellas" in text)
+        else:
+            kind, reply = "support", "yes"
+        kinds.append(kind)
+        if n == 1:
+            return 503, {"error": {"message": "loading"}}
+        payload = _completion(reply)
+        if kind != "answer":
+            top = [{"token": reply, "logprob": -0.05, "bytes": None}]
+            payload["choices"][0]["logprobs"] = {"content": [{**top[0], "top_logprobs": top}]}
+        return 200, payload
 
     with ModelServer(script) as server:
         answer = _remote(sample_index, server.url, max_retries=2).ask(ASTELLAS)
-        assert server.requests == 2
+        # Four requests: the gate (503), the gate retried, the answer, and one support check for the
+        # answer's single cited sentence.
+        assert server.requests == 4
+    assert kinds == ["gate", "gate", "answer", "support"]
     assert not answer.declined and "Astellas" in answer.answer
     assert {c.file for c in answer.citations} <= set(os.listdir(sample_index.corpus_dir))
+    assert [(v.name, v.passed) for v in answer.verdicts if v.name in ("answerable", "supported")] == \
+        [("answerable", True), ("supported", True)]
 
 
 def test_model_server_stream_failure_is_a_backend_error(sample_index: Settings) -> None:

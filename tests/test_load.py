@@ -7,18 +7,17 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Union
 
 import pytest
 
-import assistant.answering as answering
-import assistant.chat as chat
 from assistant.answering import Assistant
-from assistant.backends.fakes import FakeChatModel
-from assistant.chat import ChatSession
+from assistant.backends import get_llm
+from assistant.backends.fakes import FakeChatModel, QueueChatModel
+from assistant.chat import MAX_TURN_CHARS, ChatSession
 from assistant.indexing import build_index
 from assistant.settings import Settings
-from assistant.types import Answer, Completion
+from assistant.types import Answer
 
 SAMPLES = Path(__file__).resolve().parent.parent / "articles"
 # (question, file the answer must cite, words the answer must contain) for the fake models.
@@ -111,54 +110,86 @@ FOLLOW_UPS = [
 ]  # a conversation that keeps leaning on what came before
 
 
-class RecordingModel:
-    """fake:extractive that records prompt sizes; optionally a rewriter that answers instead of rewriting."""
+# A rewriter that answers instead of rewriting, every time: the session falls back on the previous question.
+BAD_REWRITE = "Sure. The detained employee worked for a drug maker"
+QUEUED_ANSWER = "The detained employee worked for Astellas Pharma in Beijing [S1]."
 
-    def __init__(self, bad_rewriter: bool = False) -> None:
-        self.inner = FakeChatModel("extractive")
-        self.model_id = self.inner.model_id
-        self.bad_rewriter = bad_rewriter
-        self.rewrite_prompts: list[int] = []
-        self.answer_prompts: list[int] = []
-
-    def _note(self, messages: list[dict[str, str]]) -> bool:
-        size = sum(len(m["content"]) for m in messages)
-        rewrite = messages[-1]["content"].startswith("Rewrite")
-        (self.rewrite_prompts if rewrite else self.answer_prompts).append(size)
-        return rewrite
-
-    def complete(self, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
-        if self._note(messages) and self.bad_rewriter:
-            return Completion(text="Sure. The detained employee worked for a drug maker")
-        return self.inner.complete(messages, **kwargs)
-
-    def stream(self, messages: list[dict[str, str]], **kwargs: Any) -> Iterator[str]:
-        self._note(messages)
-        return self.inner.stream(messages, **kwargs)
+Model = Union[FakeChatModel, QueueChatModel]
 
 
-@pytest.mark.parametrize("bad_rewriter", [False, True], ids=["rewrites", "rewriter-answers-instead"])
-def test_fifty_turn_chat_keeps_prompts_bounded_and_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 bad_rewriter: bool) -> None:
-    settings = _settings(tmp_path)
-    build_index(settings.corpus_dir, settings=settings)
-    model = RecordingModel(bad_rewriter)
-    monkeypatch.setattr(chat, "get_llm", lambda s, on_message=None: model)
-    monkeypatch.setattr(answering, "get_llm", lambda s, on_message=None: model)
+def _size(messages: list[dict[str, str]]) -> int:
+    return sum(len(m["content"]) for m in messages)
+
+
+def _is_rewrite(messages: list[dict[str, str]]) -> bool:
+    return messages[-1]["content"].startswith("Rewrite")
+
+
+class TurnRecord:
+    """One chat turn's answer and the prompts the model was sent for it."""
+
+    def __init__(self, session: ChatSession, model: Model, question: str) -> None:
+        if isinstance(model, QueueChatModel):
+            model.reset()  # what one turn did not use never leaks into the next
+            model.enqueue(*([BAD_REWRITE] if session.turns else []), QUEUED_ANSWER)
+        seen = len(model.requests)
+        self.answer = session.ask(question)
+        sent = model.requests[seen:]
+        self.rewrite_sizes = [_size(m) for m in sent if _is_rewrite(m)]
+        self.answer_prompts = ["\n".join(x["content"] for x in m) for m in sent if not _is_rewrite(m)]
+
+
+def _fifty_turns(settings: Settings) -> tuple[ChatSession, Model, list[TurnRecord]]:
+    model = get_llm(settings)
+    assert isinstance(model, (FakeChatModel, QueueChatModel))
     session = ChatSession(Assistant(settings))
-    sizes: dict[int, tuple[int, int]] = {}
-    for turn in range(1, 51):
-        answer = session.ask(FIRST if turn == 1 else FOLLOW_UPS[(turn - 2) % len(FOLLOW_UPS)])
-        sizes[turn] = (model.rewrite_prompts[-1] if model.rewrite_prompts else 0,
-                       len(answer.standalone_question))
-    rewrite_5, question_5 = sizes[5]
-    rewrite_50, question_50 = sizes[50]
-    assert 0 < rewrite_50 <= rewrite_5 * 1.5 + 200, f"rewrite prompt grew from {rewrite_5} to {rewrite_50} chars"
+    turns = [TurnRecord(session, model, FIRST if n == 0 else FOLLOW_UPS[(n - 1) % len(FOLLOW_UPS)]) for n in range(50)]
+    return session, model, turns
+
+
+def _assert_bounded(session: ChatSession, turns: list[TurnRecord]) -> None:
+    assert len(session.turns) == 50
+    assert all(len(t.rewrite_sizes) == (0 if n == 0 else 1) for n, t in enumerate(turns)), \
+        "every turn after the first is rewritten once"
+    rewrite = [t.rewrite_sizes[0] for t in turns[1:]]  # rewrite[0] is turn 2's, with one turn of history
+    # At most history_turns turns of history, each side cut to MAX_TURN_CHARS, on top of turn 2's prompt...
+    window = session.assistant.settings.history_turns * (2 * MAX_TURN_CHARS + len("User: \nAssistant: \n"))
+    assert max(rewrite) <= rewrite[0] + window, f"rewrite prompt grew from {rewrite[0]} to {max(rewrite)} chars"
+    # ...and once the window is full (well before turn 12) it stops growing.
+    assert max(rewrite[-10:]) <= max(rewrite[10:20]), \
+        f"rewrite prompt still growing: {max(rewrite[10:20])} chars at turns 12-21, {max(rewrite[-10:])} at 41-50"
+    question_5, question_50 = (len(turns[n].answer.standalone_question) for n in (4, 49))
     assert question_50 <= max(question_5, 100) * 3, \
         f"the question sent to retrieval grew from {question_5} to {question_50} chars"
-    assert max(model.answer_prompts[-10:]) <= max(model.answer_prompts[:10]) * 2, "answer prompt keeps growing"
-    assert len(session.turns) == 50
-    final = session.ask(FIRST)
+    answer_sizes = [len(p) for t in turns for p in t.answer_prompts]
+    assert len(answer_sizes) >= 10
+    assert max(answer_sizes[-10:]) <= max(answer_sizes[:10]) * 2, "answer prompt keeps growing"
+
+
+def test_fifty_turn_chat_keeps_prompts_bounded_and_still_answers(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)  # fake:extractive: rewrites by repeating the question, answers from sources
+    build_index(settings.corpus_dir, settings=settings)
+    session, model, turns = _fifty_turns(settings)
+    _assert_bounded(session, turns)
+
+    final = TurnRecord(session, model, FIRST).answer
     assert not final.declined and "Astellas" in final.answer
-    last_follow_up = session.ask("Where was the employee detained?")
+    last_follow_up = TurnRecord(session, model, "Where was the employee detained?").answer
     assert re.search(r"Beijing", last_follow_up.answer) or last_follow_up.declined
+
+
+def test_fifty_turn_chat_whose_rewriter_answers_instead_keeps_prompts_bounded_and_retrieves_for_the_question(
+        tmp_path: Path) -> None:
+    # fake:queue: every rewrite is an answer, not a question, so each turn falls back on the one before.
+    settings = _settings(tmp_path).with_(llm="fake:queue", checks_off=frozenset({"answerable", "supported"}))
+    build_index(settings.corpus_dir, settings=settings)
+    session, model, turns = _fifty_turns(settings)
+    _assert_bounded(session, turns)
+    assert all(BAD_REWRITE not in t.answer.standalone_question for t in turns)
+
+    final = TurnRecord(session, model, FIRST)
+    assert FIRST in final.answer.standalone_question
+    assert not final.answer.declined and len(final.answer_prompts) == 1
+    assert "Astellas" in final.answer_prompts[0], "after fifty turns the first question still retrieves its passage"
+    last_follow_up = TurnRecord(session, model, "Where was the employee detained?")
+    assert last_follow_up.answer.declined or "Beijing" in last_follow_up.answer_prompts[0]

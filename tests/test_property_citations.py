@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from caches import clear_process_caches
 from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 from prompt_format import prompt_sources
 
-import assistant.answering as answering
-import assistant.backends as backends
-import assistant.retrieval as retrieval
-import assistant.store as store
 from assistant.answering import Assistant
+from assistant.backends import get_llm
+from assistant.backends.fakes import QueueChatModel
 from assistant.chunking import split_sentences
 from assistant.citations import Source, resolve
 from assistant.indexing import build_index
@@ -29,7 +28,6 @@ from assistant.loaders import load_document
 from assistant.retrieval import get_retriever
 from assistant.settings import Settings
 from assistant.store import locate, read_manifest
-from assistant.types import Completion
 
 SAMPLES = Path(__file__).resolve().parent.parent / "articles"
 LABEL = re.compile(r"\[S(\d+)\]")
@@ -72,9 +70,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                  embedder="fake:hash", llm="fake:extractive")
     build_index(corpus, settings=settings)
     yield World(settings)
-    backends._LLM_CACHE.clear()
-    retrieval._RETRIEVERS.clear()
-    store._CLIENTS.clear()
+    clear_process_caches()
 
 
 # --- strategies ----------------------------------------------------------------------------------
@@ -182,52 +178,38 @@ def test_verbatim_sentence_with_hyphenated_or_dotted_name_supports_itself(world:
     assert not resolution.unsupported, f"a verbatim quote with {needle!r} was flagged unsupported"
 
 
-# --- through Assistant.ask with a scripted model ------------------------------------------------------
+# --- through Assistant.ask with the queue model ---------------------------------------------------
 
-class ScriptedModel:
-    """Answers with text rendered from a hypothesis recipe over the sources in the prompt."""
-
-    model_id = "scripted:hypothesis"
-
-    def __init__(self) -> None:
-        self.recipe: list[tuple[str, Any]] = []
-        self.calls = 0
-
-    def _reply(self, messages: list[dict[str, str]]) -> str:
-        self.calls += 1
-        prompt = messages[-1]["content"]
-        lines = [text for _label, _file, _date, text in prompt_sources(prompt)]
-        sentences = [p for line in lines for p in re.split(r"(?<=[.!?])\s+", line)]
-        return render(self.recipe, sentences)
-
-    def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
-                 stop: list[str] | None = None) -> Completion:
-        return Completion(text=self._reply(messages))
-
-    def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
-               stop: list[str] | None = None) -> Iterator[str]:
-        text = self._reply(messages)
-        for i in range(0, len(text), 7):
-            yield text[i:i + 7]
+def queue_model(world: World) -> tuple[Settings, QueueChatModel]:
+    """The world's settings with fake:queue, and that model (the one the Assistant gets), emptied."""
+    s = world.settings.with_(llm="fake:queue")
+    model = get_llm(s)
+    assert isinstance(model, QueueChatModel)
+    model.reset()
+    return s, model
 
 
-@pytest.fixture(scope="module")
-def scripted(world: World) -> Iterator[ScriptedModel]:
-    model = ScriptedModel()
-    patcher = pytest.MonkeyPatch()
-    patcher.setattr(answering, "get_llm", lambda settings, on_message=None: model)
-    yield model
-    patcher.undo()
+def prompt_sentences(sources: list[Source]) -> list[str]:
+    """The source sentences as the prompt shows them (whitespace collapsed), split like a model would quote."""
+    lines = [text for _l, _f, _d, text in prompt_sources(Assistant.messages("q", sources)[-1]["content"])]
+    return [p for line in lines for p in re.split(r"(?<=[.!?])\s+", line)]
 
 
 @PROPERTY
-@given(question=st.sampled_from(QUESTIONS), recipe=pieces(), streaming=st.booleans())
-def test_any_model_output_through_ask_yields_only_sound_citations(world: World, scripted: ScriptedModel,
-                                                                   question: str, recipe: list[tuple[str, Any]],
-                                                                   streaming: bool) -> None:
-    scripted.recipe = recipe
-    assistant = Assistant(world.settings)
+@given(question=st.sampled_from(QUESTIONS), recipe=pieces(), streaming=st.booleans(),
+       # More support verdicts than a reply of at most 12 pieces has cited sentences.
+       verdicts=st.lists(st.booleans(), min_size=40, max_size=40))
+def test_any_model_output_through_ask_yields_only_sound_citations(world: World, question: str,
+                                                                   recipe: list[tuple[str, Any]], streaming: bool,
+                                                                   verdicts: list[bool]) -> None:
+    # The gate passes; the reply is rendered from the prompt's sources; each cited sentence's
+    # support check says yes or no as drawn (withheld sentences must leave the citations sound too).
+    s, model = queue_model(world)
+    assistant = Assistant(s)
     sources = assistant.gather(question).sources
+    model.enqueue_choice("1", 0.95).enqueue(render(recipe, prompt_sentences(sources)))
+    for ok in verdicts:
+        model.enqueue_choice("yes" if ok else "no", 0.9)
     if streaming:
         events = list(assistant.stream(question))
         answer = events[-1]
@@ -237,39 +219,46 @@ def test_any_model_output_through_ask_yields_only_sound_citations(world: World, 
     assert "NOT_IN_SOURCES" not in answer.answer
     if answer.declined:
         assert not answer.citations
+    else:
+        # Only sentences the support check said no to are withheld.
+        refused = {v.subject for v in answer.verdicts if v.name == "supported" and not v.passed}
+        assert set(answer.unsupported_sentences) <= refused
 
 
 @pytest.mark.parametrize("reply", ["[S0]", "[S9]", "[Source: S0]"])
-def test_model_reply_made_only_of_unknown_labels_declines(world: World, scripted: ScriptedModel, reply: str) -> None:
-    scripted.recipe = [("frag", reply)]
-    answer = Assistant(world.settings).ask(QUESTIONS[0])
+def test_model_reply_made_only_of_unknown_labels_declines(world: World, reply: str) -> None:
+    s, model = queue_model(world)
+    model.enqueue_choice("1", 0.95).enqueue(reply)
+    answer = Assistant(s).ask(QUESTIONS[0])
+    assert len(model.requests) == 1, "the gate passed, so the model was asked"
     assert answer.declined and not answer.citations
+    assert len(model.choice_requests) == 1, "no sentence was left to check for support"
 
 
 @pytest.mark.parametrize("reply", ["[S1]", "[S1][S2]", " [S3] ", "[S1]\n[S2]", "[Source: S1]"])
-def test_model_reply_made_only_of_labels_is_answered_by_quoting_the_cited_source(
-        world: World, scripted: ScriptedModel, reply: str) -> None:
+def test_model_reply_made_only_of_labels_is_answered_by_quoting_the_cited_source(world: World, reply: str) -> None:
     # The model pointed at a source without saying anything: the answer is that source's sentence
-    # closest to the question, verbatim, cited to it (or a decline if it does not answer).
-    scripted.recipe = [("frag", reply)]
-    assistant = Assistant(world.settings)
+    # closest to the question, verbatim, cited to it, and it is checked for support like any sentence.
+    s, model = queue_model(world)
+    assistant = Assistant(s)
     sources = assistant.gather(QUESTIONS[0]).sources
+    model.enqueue_choice("1", 0.95).enqueue(reply).enqueue_choice("yes", 0.9)
     answer = assistant.ask(QUESTIONS[0])
-    if answer.declined:
-        assert not answer.citations
-        return
+    assert not answer.declined, answer.decline_reason
     assert_sound(answer.answer, answer.citations, sources, world)
     named = {f"S{n}" for n in re.findall(r"S(\d+)", reply)}
     assert {c.label for c in answer.citations} <= named
     quote = re.sub(r"\s*\[S\d+\]", "", answer.answer).rstrip(".")
     assert any(" ".join(quote.split()) in " ".join(s.text.split()) for s in sources if s.label in named)
+    assert quote in model.choice_requests[1][-1]["content"], "the quote was checked for support"
 
 
-def test_a_streamed_label_only_reply_is_followed_by_the_quoted_answer(world: World, scripted: ScriptedModel) -> None:
+def test_a_streamed_label_only_reply_is_followed_by_the_quoted_answer(world: World) -> None:
     # The user saw only "[S1]" stream by: the quote the code answered with must follow it.
-    scripted.recipe = [("frag", "[S1]")]
-    events = list(Assistant(world.settings).stream(QUESTIONS[0]))
+    s, model = queue_model(world)
+    model.enqueue_choice("1", 0.95).enqueue("[S1]").enqueue_choice("yes", 0.9)
+    events = list(Assistant(s).stream(QUESTIONS[0]))
     answer = events[-1]
     shown = "".join(e for e in events[:-1] if isinstance(e, str))
     assert not answer.declined
-    assert shown.endswith(answer.answer)
+    assert shown.startswith("[S1]") and shown.endswith(answer.answer)

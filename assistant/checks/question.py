@@ -10,24 +10,27 @@ from ..backends.ner import Entity
 
 # What kind of entity answers each kind of question (spaCy labels).
 WANTS: dict[str, frozenset[str]] = {
-    "who": frozenset({"PERSON", "ORG", "NORP", "GPE"}),
+    "who": frozenset({"PERSON", "ORG", "GPE"}),
     "when": frozenset({"DATE", "TIME"}),
     "how_many": frozenset({"CARDINAL", "MONEY", "PERCENT", "QUANTITY", "ORDINAL"}),
 }
 # Entities that name what a question is about (dates and numbers are what answers supply).
 TOPICAL = frozenset({"PERSON", "ORG", "GPE", "NORP", "FAC", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW"})
 
+# A follow-up may open with a conjunction: "And who did he meet?"
+_OPEN = r"^\W*(?:(?:and|but|so|then)\s+)?"
+_DURATION = re.compile(r"\bhow (old|long)\b", re.I)
 # English interrogative forms: grammar of the question language, not words of any corpus.
 _KINDS = (
     ("how_many", re.compile(r"\bhow (many|much|long|old|far|big|high|fast)\b|\bwhat (percentage|share|proportion|"
                             r"number|amount|sum|price|figure|score)\b", re.I)),
-    ("when", re.compile(r"^\W*(when\b|(on|in|by) (what|which) (date|day|year|month)\b|(what|which) (date|day|year|month)\b)", re.I)),
-    ("who", re.compile(r"^\W*(who|whom|whose)\b|\b(which|what) (person|man|woman|company|firm|team|club|player|"
+    ("when", re.compile(_OPEN + r"(when\b|(on|in|by) (what|which) (date|day|year|month)\b|(what|which) (date|day|year|month)\b)", re.I)),
+    ("who", re.compile(_OPEN + r"(who|whom|whose)\b|\bwhat (is|was|were|are) the names? of\b|\b(which|what) (\w+ ){0,2}(person|man|woman|company|firm|team|club|player|"
                        r"minister|group|organisation|organization|band|singer|actor|actress)\b", re.I)),
-    ("why", re.compile(r"^\W*why\b|\bwhat (was|is|were|are) the reasons?\b|\bfor what reason\b", re.I)),
-    ("how", re.compile(r"^\W*how\b", re.I)),
-    ("where", re.compile(r"^\W*where\b|\b(in|at) which (city|country|place|venue)\b", re.I)),
-    ("yes_no", re.compile(r"^\W*(is|are|was|were|do|does|did|has|have|had|can|could|will|would|should)\b", re.I)),
+    ("why", re.compile(_OPEN + r"why\b|\bwhat (was|is|were|are) the reasons?\b|\bfor what reason\b", re.I)),
+    ("how", re.compile(_OPEN + r"how\b", re.I)),
+    ("where", re.compile(_OPEN + r"where\b|\b(in|at) which (city|country|place|venue)\b", re.I)),
+    ("yes_no", re.compile(_OPEN + r"(is|are|was|were|do|does|did|has|have|had|can|could|will|would|should)\b", re.I)),
 )
 
 
@@ -42,7 +45,10 @@ class Question:
     @property
     def wants(self) -> frozenset[str]:
         """Entity labels an answer to this kind of question must contain (empty: any content)."""
-        return WANTS.get(self.kind, frozenset())
+        wants = WANTS.get(self.kind, frozenset())
+        if self.kind == "how_many" and _DURATION.search(self.text):
+            wants |= {"DATE", "TIME"}  # spaCy tags ages and spans ("18 years", "three weeks") as DATE
+        return wants
 
     @property
     def topics(self) -> tuple[str, ...]:

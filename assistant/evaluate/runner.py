@@ -354,7 +354,7 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
                                                   "conversations": str(conversations or "")})
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     records: list[dict[str, Any]] = []
-    items = [(case, engine.ask, False) for case in cases] + list(_chat_items(engine, conversations, baseline))
+    items = [(case, engine.ask, False) for case in cases] + list(_chat_items(engine, chats, baseline))
     with open(run_dir / "cases.jsonl", "w", encoding="utf-8") as out:
         for n, (case, ask, chat) in enumerate(items, 1):
             t0 = time.perf_counter()

@@ -1,0 +1,223 @@
+"""The answering checks (assistant/checks) on both corpora: the sample and a BBC subset, plain folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.answering import Assistant
+from assistant.backends import get_llm
+from assistant.backends.choice import grammar, to_choice
+from assistant.backends.fakes import QueueChatModel
+from assistant.checks import Question, addresses, disagreement, entities_found, understand
+from assistant.citations import Source
+from assistant.indexing import build_index
+from assistant.retrieval import Filters
+from assistant.settings import Settings
+from assistant.types import Choice, Passage
+
+TESTS = Path(__file__).resolve().parent
+BBC = TESTS / "data" / "bbc"
+SAMPLE = TESTS.parent / "articles"
+
+
+def _plain_copy(src: Path, dest: Path) -> Path:
+    """A user's folder: the articles without metadata.json."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("metadata.json"))
+    return dest
+
+
+@pytest.fixture
+def bbc(tmp_path: Path, fresh_caches: None) -> Settings:
+    s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(BBC, tmp_path / "bbc")),
+                          index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue")
+    build_index(s.corpus_dir, settings=s)
+    return s
+
+
+@pytest.fixture
+def plain_sample(tmp_path: Path, fresh_caches: None) -> Settings:
+    s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(SAMPLE, tmp_path / "sample")),
+                          index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue")
+    build_index(s.corpus_dir, settings=s)
+    return s
+
+
+def _queue(settings: Settings) -> QueueChatModel:
+    model = get_llm(settings)
+    assert isinstance(model, QueueChatModel)
+    model.reset()
+    return model
+
+
+# -- understanding the question ------------------------------------------------------------
+@pytest.mark.parametrize("text, kind", [
+    ("When did Hayashi meet Qin Gang in Beijing?", "when"),
+    ("On what date is the European Indoor Championships final?", "when"),
+    ("Who replaced David Moyes?", "who"),
+    ("Which Scottish football club signed a new deal with Umbro?", "who"),
+    ("How much did Time Warner earn in the quarter?", "how_many"),
+    ("Why did Claxton stop contesting the long jump?", "why"),
+    ("How has the hotline helped?", "how"),
+    ("What did Iwaya and Wang Yi agree?", "what"),
+])
+def test_the_question_kind_comes_from_its_interrogative_form(text: str, kind: str) -> None:
+    assert understand(text, use_ner=False).kind == kind
+
+
+def test_names_in_a_question_come_from_the_ner_model_not_capitals() -> None:
+    q = understand("When did Hayashi meet Qin Gang in Beijing?")
+    assert set(q.topics) >= {"Hayashi", "Qin Gang", "Beijing"}
+    # A capitalised ordinary word at the start ("When") and a title are not names.
+    assert "When" not in q.topics
+    bbc = understand("How fast did Sarah Claxton run the 60m hurdles at the AAAs?")
+    assert "Sarah Claxton" in bbc.topics
+
+
+# -- entities ------------------------------------------------------------------------------
+def _passage(text: str, file: str = "a.txt") -> Passage:
+    return Passage(file=file, start=0, end=len(text), text=text, score=1.0)
+
+
+def test_a_question_naming_something_no_passage_mentions_fails_the_entities_check() -> None:
+    q = understand("Which team did Fernando Alonso beat at Monte Carlo?")
+    verdict = entities_found(q, [_passage("Claxton won the AAAs title in 7.96 seconds in Birmingham.")])
+    assert not verdict.passed and "Fernando Alonso" in verdict.reason
+    assert entities_found(q, [_passage("Fernando Alonso won at Monte Carlo on Sunday.")]).passed
+
+
+def test_a_date_in_the_question_is_never_required_of_the_passages() -> None:
+    # A folder without dates: "in August 2022" must not fail against an article that says "In August".
+    q = understand("What did Wang Yi say to Hayashi in Cambodia in August 2022?")
+    assert q.dates
+    verdict = entities_found(q, [_passage("In August, Wang Yi told Hayashi in Cambodia that the talks were off.")])
+    assert verdict.passed, verdict.reason
+
+
+# -- answer types --------------------------------------------------------------------------
+def test_a_when_question_needs_a_date_in_the_answer() -> None:
+    q = understand("When are the European Indoor Championships?")
+    assert addresses(q, "They take place on 5-6 March [S1].").passed
+    failed = addresses(q, "Claxton is confident she can win a medal [S1].")
+    assert not failed.passed and "date" in failed.reason
+
+
+def test_a_who_question_needs_a_name_the_question_does_not_already_give() -> None:
+    q = understand("Who did Carlos Moya beat to clinch the Davis Cup?")
+    assert addresses(q, "Moya beat Andy Roddick in the fourth rubber [S1].").passed
+    assert not addresses(q, "Carlos Moya clinched the Davis Cup [S1].").passed
+
+
+def test_a_how_many_question_needs_a_number() -> None:
+    q = understand("How many British records has Claxton set this season?")
+    assert addresses(q, "She has set two British records [S1].").passed
+    assert addresses(understand("How old was Nadal when Spain won the Davis Cup?"),
+                     "He was 18 years and 185 days old [S1].").passed
+    assert not addresses(q, "She is confident [S1].").passed
+
+
+# -- the model's judgments ------------------------------------------------------------------
+def test_top_logprobs_spread_over_the_options_they_can_begin() -> None:
+    top = [("NONE", -0.4), ("S", -1.7), ("None", -3.7), ("1", -2.0), ("yes", -9.0)]
+    choice = to_choice(top, ["1", "2", "NONE"], "NONE")
+    assert choice.option == "NONE" and choice.calibrated
+    assert choice.p("NONE") > 0.6 and choice.p("1") > choice.p("2")
+    assert abs(sum(choice.probs.values()) - 1.0) < 1e-9
+
+
+def test_a_backend_without_logprobs_gives_an_uncalibrated_choice_of_its_reply() -> None:
+    choice = to_choice([], ["yes", "no"], "No.")
+    assert choice == Choice(option="no", probs={"yes": 0.0, "no": 1.0}, calibrated=False)
+
+
+def test_the_grammar_admits_only_the_options() -> None:
+    assert grammar(["1", "2", "NONE"]) == 'root ::= "1" | "2" | "NONE"'
+
+
+def test_the_gate_declines_a_bbc_question_when_the_model_says_no_source_answers(bbc: Settings) -> None:
+    model = _queue(bbc).enqueue_choice("NONE", 0.92)
+    answer = Assistant(bbc).ask("What was Sarah Claxton's time in the European Indoor final in Madrid?")
+    assert answer.declined and answer.decline_reason == "answerable"
+    gate = next(v for v in answer.verdicts if v.name == "answerable")
+    assert gate.score == pytest.approx(0.92) and gate.threshold == bbc.gate_none_max
+    assert model.requests == []  # the model was not asked to answer
+
+
+def test_a_bbc_answer_whose_source_does_not_state_it_is_withheld(bbc: Settings) -> None:
+    model = _queue(bbc)
+    model.enqueue_choice("1", 0.9)
+    model.enqueue("Claxton set a British record of 7.96 seconds [S1]. She will retire next year [S1].")
+    model.enqueue_choice("yes", 0.93).enqueue_choice("no", 0.8)
+    answer = Assistant(bbc).ask("What time did Sarah Claxton run to set the British 60m hurdles record?")
+    assert not answer.declined
+    assert "7.96" in answer.answer and "retire" not in answer.answer
+    assert answer.unsupported_sentences == ["She will retire next year."]
+    assert [v.passed for v in answer.verdicts if v.name == "supported"] == [True, False]
+
+
+def test_the_threshold_is_a_setting(bbc: Settings) -> None:
+    strict = bbc.with_(gate_none_max=0.2)
+    _queue(strict).enqueue_choice("NONE", 0.3)
+    assert Assistant(strict).ask("What time did Sarah Claxton run in Birmingham?").decline_reason == "answerable"
+
+
+def test_a_switched_off_check_is_not_run(bbc: Settings) -> None:
+    off = bbc.with_(checks_off=frozenset({"answerable", "supported"}))
+    model = _queue(off).enqueue("Claxton set a British record of 7.96 seconds [S1].")
+    answer = Assistant(off).ask("What time did Sarah Claxton run to set the British record?")
+    assert not answer.declined and model.choice_requests == []
+    assert {v.name for v in answer.verdicts} <= {"entities", "addresses"}
+
+
+# -- dates ---------------------------------------------------------------------------------
+def test_an_unknown_date_is_never_a_decline_reason_on_the_plain_sample(plain_sample: Settings) -> None:
+    model = _queue(plain_sample)
+    model.enqueue_choice("1", 0.9)
+    model.enqueue("During their meeting on April 2, Hayashi asked Qin to visit Japan [S1].")
+    model.enqueue_choice("yes", 0.9)
+    answer = Assistant(plain_sample).ask("When did Hayashi meet Qin Gang in Beijing in April 2023?")
+    assert not answer.declined, answer.decline_reason
+    assert "April 2" in answer.answer
+    assert any("no publication date" in note for note in answer.notes)
+    assert "publication date unknown" in model.requests[0][-1]["content"]
+
+
+# -- disagreement --------------------------------------------------------------------------
+def _sources() -> list[Source]:
+    a = "Wild celebrations followed, with Nadal, who at 18 years and 187 days becomes the youngest ever victor."
+    b = "Aged 18 years and 185 days, the Mallorcan became the youngest player to win the Davis Cup."
+    return [Source("S1", "sport/466.txt", 0, len(a), a), Source("S2", "sport/469.txt", 0, len(b), b)]
+
+
+def test_two_files_giving_different_values_for_what_is_asked_disagree() -> None:
+    q = understand("How old was Rafael Nadal when he won the Davis Cup?")
+    gate = Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1})
+    found = disagreement(q, _sources(), gate, min_p=0.15)
+    assert found is not None and set(found.values) == {"S1", "S2"}
+    assert "187 days" in found.describe() and "185 days" in found.describe()
+    # A source the model does not think answers is not compared.
+    assert disagreement(q, _sources(), Choice("1", {"1": 0.85, "2": 0.05, "NONE": 0.1}), min_p=0.15) is None
+
+
+def test_the_answer_gives_both_values_each_cited_when_bbc_sources_disagree(bbc: Settings) -> None:
+    # The two Davis Cup reports only, so both are in the prompt whatever the fake embedder ranks first.
+    reports = Filters(files=("sport/466.txt", "sport/469.txt"))
+    question = "How old was Nadal, the youngest player to win the Davis Cup?"
+    settings = bbc.with_(conflict_min_p=0.05)
+    bot = Assistant(settings)
+    sources = bot.gather(question, reports).sources
+    aged = [s for s in sources if "days" in s.text]
+    assert {s.file for s in aged} == {"sport/466.txt", "sport/469.txt"}, "both ages must reach the prompt"
+    first = next(s for s in aged if "187 days" in s.text)
+    model = _queue(settings)
+    model.enqueue_choice(first.label[1:], 0.6)  # the rest share 0.4, so every source passes 0.05
+    model.enqueue(f"Nadal was 18 years and 187 days old [{first.label}].")
+    model.enqueue_choice("yes", 0.9)
+    answer = bot.ask(question, filters=reports)
+    prompt = model.requests[0][-1]["content"]
+    assert "the sources differ" in prompt and "187 days" in prompt and "185 days" in prompt
+    assert not answer.declined
+    assert "187 days" in answer.answer and "185 days" in answer.answer
+    assert {c.file for c in answer.citations} == {"sport/466.txt", "sport/469.txt"}
