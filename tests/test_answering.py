@@ -319,11 +319,11 @@ def test_a_sentence_its_source_does_not_state_is_withheld_and_a_supported_one_st
 
     assert answer.declined is False and answer.decline_reason == ""
     assert kept in answer.answer and withheld not in answer.answer
-    assert len(answer.unsupported_sentences) == 1 and withheld in answer.unsupported_sentences[0]
+    assert answer.unsupported_sentences == [f"{withheld}."], "listed without its label or a stray space"
     assert {c.label for c in answer.citations} == {"S1"}
     support = [v for v in answer.verdicts if v.name == "supported"]
     assert [v.passed for v in support] == [True, False]
-    assert [v.subject.rstrip(" .") for v in support] == [kept, withheld]
+    assert [v.subject for v in support] == [f"{kept}.", f"{withheld}."]
     # The support questions asked about the sentences in order, each naming its cited source.
     asked = [m[-1]["content"] for m in model.choice_requests[1:]]
     assert kept in asked[0] and "[S1]" in asked[0] and withheld in asked[1] and "[S2]" in asked[1]

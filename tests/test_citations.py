@@ -393,8 +393,6 @@ def test_a_sentence_the_support_check_rejects_is_withheld_and_listed_while_the_r
     assert "April 3" in answer.draft, "the draft keeps every sentence the model wrote"
 
 
-@pytest.mark.xfail(strict=True, reason="code bug: a withheld sentence is listed as strip_labels() of its "
-                   "resolved form, 'Hayashi and Qin met on April 3 .', with a space before the stop")
 def test_a_withheld_sentence_is_listed_as_written_without_a_space_before_its_stop(
         queue_settings: Settings, model: QueueChatModel) -> None:
     _label, bad = queue_wrong_date_answer(queue_settings, model)

@@ -226,8 +226,8 @@ def test_ask_withholds_an_unsupported_sentence_and_lists_it_apart(queue: QueueCh
     answer, _, rest = result.stdout.partition("\nSources:\n")
     assert "Astellas" in answer and "Paris" not in answer
     assert "Withheld from the answer (no source supports it):\n  ! " in rest
-    # Listed without its label; " ." is tolerated (test_citations has a strict xfail on that space).
-    assert re.search(r"^  ! The employee was released on bail in Paris ?\.$", rest, re.M)
+    # Listed as written, without its label.
+    assert re.search(r"^  ! The employee was released on bail in Paris\.$", rest, re.M)
 
 
 def test_ask_json_carries_the_decline_reason_and_every_checks_verdict(env) -> None:
@@ -261,7 +261,7 @@ def test_an_ask_the_gate_declines_prints_the_answerable_check_and_its_probabilit
     assert result.exit_code == 0, result.output
     assert queue.requests == [], "the gate declined before the answer was generated"
     assert result.stdout.startswith(f"{DECLINE_TEXT}\n(declined by the `answerable` check: "
-                                    "the model judged that no source states the answer (P(NONE) = 0.90 ≥ 0.50))\n")
+                                    "the model judged that no source states the answer (P(NONE) = 0.90 ≥ 0.30))\n")
 
 
 def test_an_answered_ask_prints_no_decline_line(env) -> None:

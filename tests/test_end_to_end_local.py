@@ -74,8 +74,20 @@ def test_the_real_pipeline_declines_an_unanswerable_question(bot: Assistant) -> 
     answer = bot.ask(UNANSWERABLE)
 
     assert answer.declined is True
-    assert answer.answer == "The articles don't say."
+    assert answer.answer.startswith("The articles don't say.")
+    assert answer.decline_reason in ("entities", "answerable", "addresses", "supported_any")
     assert answer.citations == [] and answer.sources
+
+
+def test_the_local_model_chooses_an_option_under_a_grammar_with_calibrated_probabilities(bot: Assistant) -> None:
+    model = get_llm(bot.settings)
+    messages = [{"role": "user", "content": "Sources:\n[S1] Carlos Moya beat Andy Roddick in Seville.\n"
+                                            "[S2] Claxton ran 7.96 seconds.\n\nQuestion: Who did Moya beat?\n"
+                                            "Reply with the number of the source that answers, or NONE."}]
+    choice = model.choose(messages, ["1", "2", "NONE"])
+    assert choice.calibrated and choice.option in ("1", "2", "NONE")
+    assert abs(sum(choice.probs.values()) - 1.0) < 1e-6
+    assert choice.p("1") > choice.p("2")
 
 
 def test_the_real_model_streams_several_deltas_before_the_answer(bot: Assistant, astellas: Answer) -> None:
