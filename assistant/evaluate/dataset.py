@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import InputError
 
@@ -94,20 +94,16 @@ def _check_fields(obj: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_dataset(path: str | Path) -> list[EvalCase]:
-    """Read a JSONL gold set, raising InputError naming file:line and the problem."""
-    path = Path(path)
+def _json_lines(path: Path, what: str) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(file:line, line number, object) for each non-blank line of a JSONL file."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise InputError(f"{path}: dataset file not found") from None
+        raise InputError(f"{path}: {what} file not found") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read dataset ({exc.strerror})") from None
-
-    cases: list[EvalCase] = []
-    first_line: dict[str, int] = {}
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror})") from None
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -118,6 +114,15 @@ def load_dataset(path: str | Path) -> list[EvalCase]:
             raise InputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(obj, dict):
             raise InputError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
+        yield where, lineno, obj
+
+
+def load_dataset(path: str | Path) -> list[EvalCase]:
+    """Read a JSONL gold set, raising InputError naming file:line and the problem."""
+    path = Path(path)
+    cases: list[EvalCase] = []
+    first_line: dict[str, int] = {}
+    for where, lineno, obj in _json_lines(path, "dataset"):
         problems = _check_fields(obj)
         if problems:
             raise InputError(f"{where}: " + "; ".join(problems))
@@ -166,20 +171,9 @@ class Conversation:
 def load_conversations(path: str | Path) -> list[Conversation]:
     """Read a JSONL file of conversations ({"id", "turns": [case without id, ...], "notes"})."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read conversations ({exc})") from None
     out: list[Conversation] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str) or not isinstance(obj.get("turns"), list) \
+    for where, _lineno, obj in _json_lines(path, "conversations"):
+        if not isinstance(obj.get("id"), str) or not isinstance(obj.get("turns"), list) \
                 or set(obj) - {"id", "turns", "notes"} or len(obj["turns"]) < 2:
             raise InputError(f"{where}: a conversation is {{\"id\": str, \"turns\": [at least 2 cases], \"notes\"}}")
         turns = []
