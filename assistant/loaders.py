@@ -173,10 +173,18 @@ _DATE_LINE = re.compile(
     r"^(?:published|updated|posted|date)\s*[:\-]?\s*(?:on\s+)?(.{6,40})$", re.I | re.M)
 
 
+# A wire dateline opening a paragraph: "BEIJING, April 2, 2023 (Reuters) -", "LONDON, 5 March 2005 -".
+_WIRE_DATELINE = re.compile(
+    r"^[A-Z][A-Z .'’-]{1,40},\s+((?:[A-Z][a-z]+\.?\s+\d{1,2},?|\d{1,2}\s+[A-Z][a-z]+\.?,?)\s+\d{4})\b", re.M)
+
+
 def _date_in_text(text: str) -> str:
     # Only an explicit dateline counts; a date mentioned in the story is not its publication date.
     match = _DATE_LINE.search(text[:2000])
-    return _iso(match.group(1)) if match else ""
+    if match and _iso(match.group(1)):
+        return _iso(match.group(1))
+    wire = _WIRE_DATELINE.search(text[:2000])
+    return _iso(wire.group(1)) if wire else ""
 
 
 def _iso(value: str) -> str:

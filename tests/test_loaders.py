@@ -180,3 +180,14 @@ def test_fifo_named_txt_is_skipped_without_blocking(tmp_path: Path) -> None:
         with open(fifo, "w"):
             pass
     assert outcome == ["not a regular file"]
+
+
+def test_a_wire_dateline_gives_the_publication_date_and_a_story_date_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "wire.txt"
+    path.write_text("Japan, China meet\n\nBEIJING, April 2, 2023 (Reuters) - The ministers met on Sunday.\n")
+    assert _load(path).date == "2023-04-02"
+    path.write_text("Davis Cup\n\nLONDON, 5 March 2005 - Spain won.\n")
+    assert _load(path).date == "2005-03-05"
+    # A BBC-style file states no date: the story's own dates are not its publication date.
+    path.write_text("Claxton hunting first major medal\n\nThe championships take place on 5-6 March 2005.\n")
+    assert _load(path).date == ""
