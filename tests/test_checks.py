@@ -221,3 +221,11 @@ def test_the_answer_gives_both_values_each_cited_when_bbc_sources_disagree(bbc: 
     assert not answer.declined
     assert "187 days" in answer.answer and "185 days" in answer.answer
     assert {c.file for c in answer.citations} == {"sport/466.txt", "sport/469.txt"}
+
+
+def test_names_in_two_sources_are_not_taken_for_a_disagreement() -> None:
+    q = understand("Which company employed the Japanese businessman detained in Beijing?")
+    a = "The detention of a senior employee of Astellas Pharma Inc. strained ties."
+    b = "Hayashi and Qin Gang are likely to discuss the detained businessman."
+    sources = [Source("S1", "000.txt", 0, len(a), a), Source("S2", "001.txt", 0, len(b), b)]
+    assert disagreement(q, sources, Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1}), min_p=0.15) is None

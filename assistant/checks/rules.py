@@ -14,6 +14,8 @@ from .question import Question
 from .verdicts import Verdict
 
 _NUMBER = re.compile(r"\d")
+# Question kinds whose answers are values that can disagree across reports.
+COMPARABLE = frozenset({"when", "how_many"})
 
 
 def entities_found(question: Question, passages: Sequence[Passage]) -> Verdict:
@@ -64,8 +66,9 @@ class Disagreement:
 def disagreement(question: Question, sources: Sequence[Source], gate: Choice | None,
                  min_p: float) -> Disagreement | None:
     """Two sources from different files that the gate both thinks answer, giving different values of
-    the kind asked (dates for when, numbers for how many, names for who)."""
-    if gate is None or not question.wants:
+    the kind asked (dates for when, numbers for how many). Names are not compared: two sentences
+    naming different people usually report different facts, not one fact two ways."""
+    if gate is None or question.kind not in COMPARABLE:
         return None
     by_label = {s.label: s for s in sources}
     likely = sorted((f"S{o}" for o, p in gate.probs.items() if o != "NONE" and p >= min_p and f"S{o}" in by_label),
