@@ -29,20 +29,21 @@ def _plain_copy(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture
-def bbc(tmp_path: Path, fresh_caches: None) -> Settings:
-    s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(BBC, tmp_path / "bbc")),
+def _indexed_plain(src: Path, tmp_path: Path) -> Settings:
+    s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(src, tmp_path / src.name)),
                           index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue")
     build_index(s.corpus_dir, settings=s)
     return s
+
+
+@pytest.fixture
+def bbc(tmp_path: Path, fresh_caches: None) -> Settings:
+    return _indexed_plain(BBC, tmp_path)
 
 
 @pytest.fixture
 def plain_sample(tmp_path: Path, fresh_caches: None) -> Settings:
-    s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(SAMPLE, tmp_path / "sample")),
-                          index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue")
-    build_index(s.corpus_dir, settings=s)
-    return s
+    return _indexed_plain(SAMPLE, tmp_path)
 
 
 def _queue(settings: Settings) -> QueueChatModel:
