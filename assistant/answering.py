@@ -24,7 +24,7 @@ from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
 from .text_utils import content_terms
-from .types import Answer, Choice, Passage
+from .types import Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
@@ -300,14 +300,14 @@ class Assistant:
             judged.verdicts.append(checks.addresses(q, " ".join(kept)))
         if judged.first_failure() is not None:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
-        if judged.disagreement:
-            kept.extend(other_values(judged.disagreement, " ".join(kept), evidence.sources))
+        added = other_values(judged.disagreement, " ".join(kept), evidence.sources) if judged.disagreement else []
+        kept.extend(sentence for sentence, _ in added)
         answer_text = " ".join(kept)
         if q.kind == "when":
             judged.notes.extend(undated_notes(answer_text, evidence.sources))
         timings["total_s"] = time.perf_counter() - t0
         citations = [c for c in resolution.citations if f"[{c.label}]" in answer_text]
-        citations += [c for c in _quote_citations(answer_text, evidence.sources) if c not in citations]
+        citations += [c for _, c in added if c not in citations]
         cited_files = {c.file for c in citations}
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
         withheld = [_plain(s) for s in resolution.cited_sentences if s not in kept]
@@ -389,8 +389,9 @@ def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -
     return f"{' '.join(quote.split()).rstrip('.')} [{label}]."
 
 
-def other_values(disagreement: checks.Disagreement, answer: str, sources: list[Source]) -> list[str]:
-    """For each disagreeing source whose value the answer leaves out, its sentence quoted and cited."""
+def other_values(disagreement: checks.Disagreement, answer: str,
+                 sources: list[Source]) -> list[tuple[str, Citation]]:
+    """For each disagreeing source whose value the answer leaves out: its sentence quoted, and the citation."""
     by_label = {s.label: s for s in sources}
     out = []
     low = answer.lower()
@@ -398,22 +399,13 @@ def other_values(disagreement: checks.Disagreement, answer: str, sources: list[S
         if all(v.lower() in low for v in values):
             continue  # the answer already gives this source's value
         source = by_label[label]
-        quote = next((source.text[s.start:s.end] for s in split_sentences(source.text)
-                      if any(v in source.text[s.start:s.end] for v in values)), source.text)
-        out.append(f'Another source differs: "{" ".join(quote.split())}" [{label}].')
-    return out
-
-
-def _quote_citations(answer: str, sources: list[Source]) -> list[Any]:
-    from .types import Citation
-
-    out = []
-    for source in sources:
-        for span in split_sentences(source.text):
-            quote = source.text[span.start:span.end]
-            if f'"{" ".join(quote.split())}" [{source.label}]' in answer:
-                out.append(Citation(label=source.label, file=source.file, start=source.start + span.start,
-                                    end=source.start + span.end, quote=quote))
+        span = next((sp for sp in split_sentences(source.text)
+                     if any(v in source.text[sp.start:sp.end] for v in values)), None)
+        start, end = (span.start, span.end) if span else (0, len(source.text))
+        quote = source.text[start:end]
+        citation = Citation(label=label, file=source.file, start=source.start + start, end=source.start + end,
+                            quote=quote)
+        out.append((f'Another source differs: "{" ".join(quote.split())}" [{label}].', citation))
     return out
 
 
