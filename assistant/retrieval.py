@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .backends import get_embedder
 from .errors import IndexNotBuiltError, InputError, StoreError
 from .settings import Settings
 from .store import IndexLocation, locate, open_collection, read_manifest, store_error
-from .text_utils import content_terms, tokens
+from .text_utils import content_terms
 from .types import Passage
 
 
@@ -113,7 +113,6 @@ class _Snapshot:
     texts: list[str]
     metas: list[dict[str, Any]]
     bm25: BM25
-    words: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class Retriever:
@@ -164,16 +163,6 @@ class Retriever:
         """Inverse document frequency of each stemmed term over the live chunks."""
         snap, _ = self._current()
         return snap.bm25.idf
-
-    def article_words(self) -> dict[str, frozenset[str]]:
-        """Each live file's lower-cased words (so a short form of a name can be matched to its article)."""
-        snap, _ = self._current()
-        if not snap.words:
-            by_file: dict[str, set[str]] = {}
-            for text, meta in zip(snap.texts, snap.metas):
-                by_file.setdefault(meta.get("file", ""), set()).update(tokens(text))
-            snap.words.update({f: frozenset(w) for f, w in by_file.items()})
-        return snap.words
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         """Top-k passages by reciprocal-rank fusion of dense and BM25 rankings."""
