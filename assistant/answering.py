@@ -115,9 +115,7 @@ class Assistant:
         q_vec = retriever.embed_query(q.text)
         vectors = retriever.embed_texts([c.text for c in candidates])
         sims = [sum(a * b for a, b in zip(q_vec, v)) for v in vectors]
-        idf = retriever.idf()
-        max_idf = max(idf.values(), default=1.0)
-        weight = {t: idf.get(t, max_idf) for t in set(content_terms(q.text))}
+        weight = retriever.idf(set(content_terms(q.text)))
         total = sum(weight.values()) or 1.0
         scored = []
         for cand, sim in zip(candidates, sims):

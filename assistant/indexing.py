@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -18,7 +19,9 @@ from .cleaning import guess_title, keep_spans
 from .errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, StoreError
 from .loaders import METADATA_FILE, SkipFile, check_file, date_to_epoch, load_document, read_metadata
 from .settings import Settings
-from .store import IndexLocation, locate, open_collection, read_manifest, store_error, write_json_atomic
+from . import keyword
+from .store import (IndexLocation, locate, manifest_version, open_collection, read_manifest, server_manifest,
+                    store_error, write_json_atomic)
 from .types import Chunk, IndexReport, SkippedFile
 
 ProgressFn = Callable[[int, int, str], None]
@@ -145,6 +148,47 @@ class IndexLock:
             self._fh.close()
 
 
+def lock_held(root: Path) -> bool:
+    """True while an indexing run holds the folder's lock (a reader then keeps the last keyword index)."""
+    try:
+        fh = open(root / ".lock", "r", encoding="utf-8")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+@contextmanager
+def _server_lease(loc: IndexLocation) -> Iterator[Callable[[], None]]:
+    # On a Chroma server several machines may index at once: one lease on the server decides.
+    if not loc.chroma_url:
+        yield lambda: None
+        return
+    holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    manifest = server_manifest(loc)
+    manifest.acquire(holder)
+    try:
+        yield lambda: manifest.renew(holder)
+    finally:
+        manifest.release(holder)
+
+
+def _save_manifest(loc: IndexLocation, data: dict[str, Any]) -> None:
+    data = {**data, "version": manifest_version(data.get("files", {}))}
+    if loc.chroma_url:
+        server_manifest(loc).write(data)
+        return
+    try:
+        write_json_atomic(loc.manifest_path, data)
+    except OSError as exc:
+        raise store_error(exc, loc) from None
+
+
 def build_index(path: str | Path | None = None, settings: Settings | None = None,
                 progress: ProgressFn | None = None) -> IndexReport:
     """Index a folder of articles incrementally and return what changed."""
@@ -156,13 +200,14 @@ def build_index(path: str | Path | None = None, settings: Settings | None = None
         raise InputError(f"{root} is a file, not a folder: give the folder that holds the articles")
     started = time.perf_counter()
     loc = locate(settings)
-    with IndexLock(loc.root):
-        report = _run(root, settings, loc, progress)
+    with IndexLock(loc.root), _server_lease(loc) as renew:
+        report = _run(root, settings, loc, progress, renew)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressFn | None) -> IndexReport:
+def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressFn | None,
+         renew: Callable[[], None]) -> IndexReport:
     report = IndexReport(index_path=str(loc.root))
     manifest = read_manifest(loc) or {}
     files: dict[str, Any] = dict(manifest.get("files", {}))
@@ -182,7 +227,9 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         if not pending:
             return
         embedder = embedder or get_embedder(settings)
+        _mark_dirty(loc)
         _commit(collection, embedder, pending, files, loc, base_manifest, settings)
+        renew()
         for item in pending:
             report.embedded_chunks += len(item.chunks)
         pending, pending_chunks = [], 0
@@ -232,29 +279,71 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
     for rel in removed:
         del files[rel]
     report.removed = len(removed)
-    try:
-        write_json_atomic(loc.manifest_path, {**base_manifest, "files": files})
-    except OSError as exc:
-        raise store_error(exc, loc) from None
+    _save_manifest(loc, {**base_manifest, "files": files})
     _delete_ids(collection, removed_ids, loc)
-    if not loc.chroma_url:
-        # A Chroma server may hold the collection for several clients, each with its own
-        # manifest: sweeping "everything this manifest does not name" would delete theirs.
-        # There, leftovers of a killed run are overwritten by the re-run (ids are stable).
+    if removed_ids or _is_dirty(loc):
+        # Chunks the manifest does not name (removed files, old versions, a run killed before its
+        # manifest flip) are invisible to readers; deleting them keeps the store tidy.
+        _mark_dirty(loc)
         _collect_garbage(collection, files, loc)
+        _clear_dirty(loc)
+    ensure_keyword_index(loc, files, collection)
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
 
 
-def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation) -> None:
-    # Chunks the manifest does not name (removed files, old versions, a run killed before its
-    # manifest flip) are invisible to readers; deleting them here keeps the store tidy.
-    valid = {i for entry in files.values() for i in entry.get("ids", [])}
+def _mark_dirty(loc: IndexLocation) -> None:
+    loc.root.mkdir(parents=True, exist_ok=True)
+    (loc.root / ".dirty").touch()
+
+
+def _is_dirty(loc: IndexLocation) -> bool:
+    return (loc.root / ".dirty").exists()
+
+
+def _clear_dirty(loc: IndexLocation) -> None:
     try:
-        stored = collection.get(include=[])["ids"]
+        (loc.root / ".dirty").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def stored_chunks(collection: Any, files: dict[str, Any], loc: IndexLocation,
+                  batch: int = 1000) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(id, text, metadata) of every chunk the manifest names, read from the store in batches."""
+    ids = [i for entry in files.values() for i in entry.get("ids", [])]
+    for n in range(0, len(ids), batch):
+        try:
+            got = collection.get(ids=ids[n:n + batch], include=["documents", "metadatas"])
+        except Exception as exc:
+            raise store_error(exc, loc) from None
+        yield from zip(got["ids"], got["documents"], got["metadatas"])
+
+
+def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], collection: Any = None) -> keyword.KeywordIndex:
+    """The keyword index for this manifest: loaded from disk, or rebuilt from the stored chunk texts."""
+    version = manifest_version(files)
+    found = keyword.load(loc.root, version)
+    if found is not None:
+        return found
+    collection = collection if collection is not None else open_collection(loc, create=False)
+    return keyword.build(loc.root, version, stored_chunks(collection, files, loc))
+
+
+def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation, page: int = 5000) -> None:
+    valid = {i for entry in files.values() for i in entry.get("ids", [])}
+    stray: list[str] = []
+    offset = 0
+    try:
+        while True:
+            got = collection.get(include=[], limit=page, offset=offset)["ids"]
+            stray.extend(i for i in got if i not in valid)
+            if len(got) < page:
+                break
+            offset += page
     except Exception as exc:
         raise store_error(exc, loc) from None
-    _delete_ids(collection, [i for i in stored if i not in valid], loc)
+    _delete_ids(collection, stray, loc)
 
 
 def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict[str, Any],
@@ -283,10 +372,7 @@ def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict
         if old:
             stale.extend(i for i in old.get("ids", []) if i not in set(new_ids))
         files[item.rel] = {"hash": item.file_hash, "ids": new_ids}
-    try:
-        write_json_atomic(loc.manifest_path, {**base_manifest, "files": files})
-    except OSError as exc:
-        raise store_error(exc, loc) from None
+    _save_manifest(loc, {**base_manifest, "files": files})
     _delete_ids(collection, stale, loc)
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import threading
-from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from .backends import get_embedder
 from .errors import IndexNotBuiltError, InputError, StoreError
 from .settings import Settings
-from .store import IndexLocation, locate, open_collection, read_manifest, store_error
-from .text_utils import content_terms
+from .store import IndexLocation, locate, manifest_version, open_collection, read_manifest, store_error
 from .types import Passage
 
 
@@ -48,19 +45,6 @@ class Filters:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
-    def accepts(self, meta: dict[str, Any]) -> bool:
-        """Apply the same filters in Python (for the keyword side)."""
-        from .loaders import date_to_epoch
-
-        if self.files and meta.get("file") not in self.files:
-            return False
-        epoch = int(meta.get("date_epoch") or 0)
-        if self.date_from and epoch < date_to_epoch(self.date_from):
-            return False
-        if self.date_to and not (0 < epoch <= _period_end(self.date_to)):
-            return False
-        return True
-
 
 def _period_end(date: str) -> int:
     """Last second of the day, month or year an ISO date names (inclusive end of a range)."""
@@ -77,52 +61,25 @@ def _period_end(date: str) -> int:
     return date_to_epoch(following) - 1
 
 
-class BM25:
-    """Okapi BM25 over stemmed content words."""
-
-    def __init__(self, docs: list[str], k1: float = 1.5, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        self.terms = [Counter(content_terms(d)) for d in docs]
-        self.lengths = [sum(t.values()) for t in self.terms]
-        self.avg = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
-        df: Counter[str] = Counter()
-        for t in self.terms:
-            df.update(t.keys())
-        n = len(docs)
-        self.idf = {term: math.log(1 + (n - f + 0.5) / (f + 0.5)) for term, f in df.items()}
-
-    def scores(self, query: str) -> list[float]:
-        """BM25 score of every document for the query."""
-        q = content_terms(query)
-        out = []
-        for tf, length in zip(self.terms, self.lengths):
-            score = 0.0
-            for term in q:
-                f = tf.get(term)
-                if f:
-                    norm = self.k1 * (1 - self.b + self.b * length / (self.avg or 1))
-                    score += self.idf.get(term, 0.0) * f * (self.k1 + 1) / (f + norm)
-            out.append(score)
-        return out
-
-
 @dataclass
-class _Snapshot:
+class _State:
     version: str
-    ids: list[str]
-    texts: list[str]
-    metas: list[dict[str, Any]]
-    bm25: BM25
+    valid: dict[str, str]
+    keyword: Any  # keyword.KeywordIndex | None
+    chunks: int
 
 
 class Retriever:
-    """Hybrid retriever over one index; keeps the keyword index in memory between questions."""
+    """Hybrid retriever over one index: Chroma's dense query fused with the saved bm25s keyword index.
+
+    Nothing here reads every chunk: the manifest says which file versions are live, the keyword
+    index is memory-mapped from disk, and only the passages returned are fetched from the store."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.loc: IndexLocation = locate(settings)
         self._embedder: Any = None
-        self._snapshot: _Snapshot | None = None
+        self._state: _State | None = None
         self._lock = threading.Lock()
 
     def _manifest(self) -> dict[str, Any]:
@@ -132,22 +89,41 @@ class Retriever:
                 f"index not built for these settings (looked in {self.loc.root}): run `assistant index articles/`")
         return manifest
 
-    def _current(self) -> tuple[_Snapshot, dict[str, str]]:
+    def _current(self) -> _State:
         manifest = self._manifest()
-        valid = {rel: entry["hash"] for rel, entry in manifest["files"].items()}
-        version = str(sorted(valid.items()))
+        version = manifest.get("version") or manifest_version(manifest["files"])
         with self._lock:
-            if self._snapshot is None or self._snapshot.version != version:
-                collection = open_collection(self.loc, create=False)
-                try:
-                    got = collection.get(include=["documents", "metadatas"])
-                except Exception as exc:
-                    raise store_error(exc, self.loc) from None
-                rows = [(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])
-                        if valid.get(m.get("file")) == m.get("file_hash")]
-                self._snapshot = _Snapshot(version, [r[0] for r in rows], [r[1] for r in rows],
-                                           [r[2] for r in rows], BM25([r[1] for r in rows]))
-            return self._snapshot, valid
+            if self._state is None or self._state.version != version:
+                files = manifest["files"]
+                valid = {rel: entry["hash"] for rel, entry in files.items()}
+                self._state = _State(version, valid, self._keyword_index(version, files),
+                                     sum(len(e.get("ids", [])) for e in files.values()))
+            return self._state
+
+    def _keyword_index(self, version: str, files: dict[str, Any]) -> Any:
+        from . import keyword
+        from .indexing import ensure_keyword_index
+
+        found = keyword.load(self.loc.root, version)
+        if found is not None:
+            return found
+        if self._indexing_now():
+            # Mid-run the manifest moves on every commit: keep the last whole keyword index (its
+            # chunks of changed files are masked out) and let the run build the new one at its end.
+            return keyword.load(self.loc.root)
+        return ensure_keyword_index(self.loc, files)
+
+    def _indexing_now(self) -> bool:
+        from .indexing import lock_held
+
+        if self.loc.chroma_url:
+            from .store import server_manifest
+
+            try:
+                return server_manifest(self.loc).lease_held()
+            except StoreError:
+                return False
+        return lock_held(self.loc.root)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a query with the index's embedder."""
@@ -159,54 +135,84 @@ class Retriever:
             self._embedder = get_embedder(self.settings)
         return self._embedder.embed(list(texts))
 
-    def idf(self) -> dict[str, float]:
-        """Inverse document frequency of each stemmed term over the live chunks."""
-        snap, _ = self._current()
-        return snap.bm25.idf
+    def idf(self, terms: Iterable[str]) -> dict[str, float]:
+        """Inverse document frequency of stemmed terms over the chunks (from the keyword index);
+        a term no chunk holds gets the highest IDF there is."""
+        state = self._current()
+        terms = list(terms)
+        if state.keyword is None:
+            return {t: 1.0 for t in terms}
+        known = state.keyword.idf(terms)
+        top = state.keyword.max_idf()
+        return {t: known.get(t, top) for t in terms}
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         """Top-k passages by reciprocal-rank fusion of dense and BM25 rankings."""
+        from .loaders import date_to_epoch
+
         k = k or self.settings.top_k
         filters = filters or Filters()
-        snap, valid = self._current()
-        if not snap.ids:
+        state = self._current()
+        if not state.chunks:
             return []
-        position = {cid: n for n, cid in enumerate(snap.ids)}
-        dense = self._dense(query, filters, valid)
-        keyword_scores = snap.bm25.scores(query)
-        keyword = sorted((n for n in range(len(snap.ids))
-                          if keyword_scores[n] > 0 and filters.accepts(snap.metas[n])),
-                         key=lambda n: -keyword_scores[n])[: self.settings.bm25_k]
-        fused: dict[int, float] = {}
-        for rank, cid in enumerate(dense):
-            if cid in position:
-                fused[position[cid]] = fused.get(position[cid], 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        for rank, n in enumerate(keyword):
-            fused[n] = fused.get(n, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        best = sorted(fused, key=lambda n: (-fused[n], snap.ids[n]))[:k]
-        return [self._passage(snap, n, fused[n]) for n in best]
+        dense, found = self._dense(query, filters, state.valid)
+        keyword_ids: list[str] = []
+        if state.keyword is not None:
+            live = state.keyword.live_mask(state.valid, state.version)
+            hits = state.keyword.search(query, self.settings.bm25_k, live, files=filters.files,
+                                        epoch_from=date_to_epoch(filters.date_from) if filters.date_from else 0,
+                                        epoch_to=_period_end(filters.date_to) if filters.date_to else 0)
+            keyword_ids = [cid for cid, _ in hits]
+        fused: dict[str, float] = {}
+        for ranking in (dense, keyword_ids):
+            for rank, cid in enumerate(ranking):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
+        best = sorted(fused, key=lambda cid: (-fused[cid], cid))[: k * 2]
+        missing = [cid for cid in best if cid not in found]
+        if missing:
+            found.update(self._fetch(missing, state.valid))
+        out = [self._passage(cid, *found[cid], fused[cid]) for cid in best if cid in found]
+        return out[:k]
 
-    def _dense(self, query: str, filters: Filters, valid: dict[str, str]) -> list[str]:
+    def _dense(self, query: str, filters: Filters, valid: dict[str, str]
+               ) -> tuple[list[str], dict[str, tuple[str, dict[str, Any]]]]:
         vector = self.embed_query(query)
         collection = open_collection(self.loc, create=False)
         try:
             result = collection.query(query_embeddings=[vector], n_results=self.settings.dense_k * 2,
-                                      where=filters.where(), include=["metadatas"])
+                                      where=filters.where(), include=["metadatas", "documents"])
         except Exception as exc:
             raise store_error(exc, self.loc) from None
-        ids, metas = result["ids"][0], result["metadatas"][0]
-        return [i for i, m in zip(ids, metas) if valid.get(m.get("file")) == m.get("file_hash")][: self.settings.dense_k]
+        ranked: list[str] = []
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        for cid, doc, meta in zip(result["ids"][0], result["documents"][0], result["metadatas"][0]):
+            if valid.get(meta.get("file")) == meta.get("file_hash") and len(ranked) < self.settings.dense_k:
+                ranked.append(cid)
+                found[cid] = (doc, meta)
+        return ranked, found
+
+    def _fetch(self, ids: list[str], valid: dict[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        collection = open_collection(self.loc, create=False)
+        try:
+            got = collection.get(ids=ids, include=["documents", "metadatas"])
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+        return {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"])
+                if valid.get(meta.get("file")) == meta.get("file_hash")}
 
     @staticmethod
-    def _passage(snap: _Snapshot, n: int, score: float) -> Passage:
-        m = snap.metas[n]
-        return Passage(file=m["file"], start=int(m["start"]), end=int(m["end"]), text=snap.texts[n],
-                       score=score, chunk_id=snap.ids[n], title=m.get("title", ""), date=m.get("date", ""))
+    def _passage(cid: str, text: str, m: dict[str, Any], score: float) -> Passage:
+        return Passage(file=m["file"], start=int(m["start"]), end=int(m["end"]), text=text, score=score,
+                       chunk_id=cid, title=m.get("title", ""), date=m.get("date", ""))
 
     def all_chunks(self) -> list[Passage]:
-        """Every live chunk of the index (for sentence-level selection and evaluation)."""
-        snap, _ = self._current()
-        return [self._passage(snap, n, 0.0) for n in range(len(snap.ids))]
+        """Every live chunk of the index, read from the store in batches (evaluation only)."""
+        from .indexing import stored_chunks
+
+        manifest = self._manifest()
+        collection = open_collection(self.loc, create=False)
+        return [self._passage(cid, text, meta, 0.0)
+                for cid, text, meta in stored_chunks(collection, manifest["files"], self.loc)]
 
 
 _RETRIEVERS: dict[tuple, Retriever] = {}

@@ -6,17 +6,18 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cleaning import CLEANING_VERSION
-from .errors import BackendUnavailableError, ConfigError, StoreError
+from .errors import BackendUnavailableError, ConfigError, IndexLockedError, StoreError
 
 if TYPE_CHECKING:
     from .settings import Settings
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: Snowball stems and a bm25s keyword index beside the store
 MANIFEST = "manifest.json"
 
 
@@ -55,15 +56,173 @@ def locate(settings: "Settings") -> IndexLocation:
                          collection=f"{settings.collection}-{fp}", chroma_url=settings.chroma_url)
 
 
+def manifest_version(files: dict[str, Any]) -> str:
+    """A short hash of which file versions an index holds: it changes whenever a file does."""
+    key = json.dumps(sorted((rel, entry.get("hash", "")) for rel, entry in files.items()))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+LEASE_SECONDS = 600.0  # an indexing run renews its lease after every commit group
+_LOCAL_CACHE: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
 def read_manifest(loc: IndexLocation) -> dict[str, Any] | None:
-    """The manifest, or None when the index was never built."""
+    """The manifest, or None when the index was never built (on a Chroma server: the shared one)."""
+    if loc.chroma_url:
+        return server_manifest(loc).read()
+    path = loc.manifest_path
     try:
-        return json.loads(loc.manifest_path.read_text(encoding="utf-8"))
+        st = path.stat()
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = _LOCAL_CACHE.get(str(path))
+        if cached and cached[0] == stamp:
+            return cached[1]
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise StoreError(f"index manifest {loc.manifest_path} is unreadable ({exc}); "
                          f"delete {loc.root} and run `assistant index` again") from None
+    data.setdefault("version", manifest_version(data.get("files", {})))
+    _LOCAL_CACHE[str(path)] = (stamp, data)
+    return data
+
+
+class ServerManifest:
+    """The manifest kept on the Chroma server beside the chunks, so every client sees one index.
+
+    A collection of small records: `file:<hash of path>` per file (its hash and chunk ids), `head`
+    (fingerprint, settings and the manifest version, written last) and `lock` (the indexer's lease).
+    Readers re-read the file records only when `head` names a new version."""
+
+    PAGE = 1000
+
+    def __init__(self, loc: IndexLocation) -> None:
+        self.loc = loc
+        self._cache: dict[str, Any] | None = None
+
+    def _collection(self) -> Any:
+        return open_collection(self.loc, create=True, name=f"{self.loc.collection}-manifest")
+
+    def head(self) -> dict[str, Any] | None:
+        """The head record (None before the first index run)."""
+        try:
+            got = self._collection().get(ids=["head"], include=["documents"])
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+        return json.loads(got["documents"][0]) if got["ids"] else None
+
+    def read(self) -> dict[str, Any] | None:
+        """The whole manifest, re-read from the server only when its version changed."""
+        head = self.head()
+        if head is None:
+            self._cache = None
+            return None
+        if self._cache is not None and self._cache.get("version") == head.get("version"):
+            return self._cache
+        collection = self._collection()
+        files: dict[str, Any] = {}
+        offset = 0
+        try:
+            while True:
+                got = collection.get(where={"kind": "file"}, limit=self.PAGE, offset=offset,
+                                     include=["documents", "metadatas"])
+                for doc, meta in zip(got["documents"], got["metadatas"]):
+                    files[meta["rel"]] = {"hash": meta["hash"], "ids": json.loads(doc)}
+                if len(got["ids"]) < self.PAGE:
+                    break
+                offset += self.PAGE
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+        self._cache = {**head, "files": files}
+        return self._cache
+
+    def write(self, data: dict[str, Any]) -> None:
+        """Store a new manifest: changed file records first, then the head with its new version."""
+        old = (self._cache or {}).get("files", {}) if self._cache else (self.read() or {}).get("files", {})
+        files = data.get("files", {})
+        changed = [rel for rel, entry in files.items() if old.get(rel) != entry]
+        removed = [rel for rel in old if rel not in files]
+        collection = self._collection()
+        version = manifest_version(files)
+        head = {k: v for k, v in data.items() if k != "files"} | {"version": version}
+        try:
+            for i in range(0, len(changed), 500):
+                part = changed[i:i + 500]
+                collection.upsert(ids=[_record_id(rel) for rel in part], embeddings=[[1.0]] * len(part),
+                                  documents=[json.dumps(files[rel]["ids"]) for rel in part],
+                                  metadatas=[{"kind": "file", "rel": rel, "hash": files[rel]["hash"]} for rel in part])
+            for i in range(0, len(removed), 500):
+                collection.delete(ids=[_record_id(rel) for rel in removed[i:i + 500]])
+            collection.upsert(ids=["head"], embeddings=[[1.0]], documents=[json.dumps(head)],
+                              metadatas=[{"kind": "head"}])
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+        self._cache = {**head, "files": {rel: dict(entry) for rel, entry in files.items()}}
+
+    # -- the indexer's lease: `add` of an existing id is a no-op on Chroma, so one add wins ------
+    def acquire(self, holder: str, ttl: float = LEASE_SECONDS) -> None:
+        """Take the indexing lease, or raise IndexLockedError naming who holds it."""
+        collection = self._collection()
+        for _ in range(2):
+            try:
+                collection.add(ids=["lock"], embeddings=[[1.0]], documents=[holder],
+                               metadatas=[{"kind": "lock", "expires": time.time() + ttl}])
+                got = collection.get(ids=["lock"], include=["documents", "metadatas"])
+            except Exception as exc:
+                raise store_error(exc, self.loc) from None
+            if got["ids"] and got["documents"][0] == holder:
+                return
+            if got["ids"] and float(got["metadatas"][0].get("expires", 0)) < time.time():
+                # A lease left by a killed run: drop it (only if unchanged since read) and try once more.
+                collection.delete(ids=["lock"], where={"expires": got["metadatas"][0]["expires"]})
+                continue
+            other = got["documents"][0] if got["ids"] else "another client"
+            raise IndexLockedError(f"another indexing run is writing the index on {self.loc.chroma_url} "
+                                   f"({other}); wait for it to finish, then run `assistant index` again")
+        raise IndexLockedError(f"could not take the indexing lease on {self.loc.chroma_url}; try again")
+
+    def lease_held(self) -> bool:
+        """True while an unexpired indexing lease exists."""
+        try:
+            got = self._collection().get(ids=["lock"], include=["metadatas"])
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+        return bool(got["ids"]) and float(got["metadatas"][0].get("expires", 0)) >= time.time()
+
+    def renew(self, holder: str, ttl: float = LEASE_SECONDS) -> None:
+        """Extend the lease while a long run is still working."""
+        try:
+            self._collection().update(ids=["lock"], metadatas=[{"kind": "lock", "expires": time.time() + ttl}])
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+
+    def release(self, holder: str) -> None:
+        """Give the lease back (only our own)."""
+        try:
+            collection = self._collection()
+            got = collection.get(ids=["lock"], include=["documents"])
+            if got["ids"] and got["documents"][0] == holder:
+                collection.delete(ids=["lock"])
+        except Exception:
+            pass  # an expired lease is taken over by the next run
+
+
+def _record_id(rel: str) -> str:
+    return "file:" + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+_SERVER_MANIFESTS: dict[tuple[str, str], ServerManifest] = {}
+
+
+def server_manifest(loc: IndexLocation) -> ServerManifest:
+    """The (cached) manifest on the Chroma server for this location."""
+    key = (loc.chroma_url, loc.collection)
+    if key not in _SERVER_MANIFESTS:
+        _SERVER_MANIFESTS[key] = ServerManifest(loc)
+    return _SERVER_MANIFESTS[key]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -85,20 +244,24 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 _CLIENTS: dict[str, Any] = {}
+_HANDLES: dict[tuple[str, str], Any] = {}
 
 
-def open_collection(loc: IndexLocation, create: bool) -> Any:
-    """Open (or create) the Chroma collection: persistent on disk, or on a Chroma server."""
+def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
+    """Open (or create) the Chroma collection (or another one by `name`): on disk, or on a Chroma server."""
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
     except ImportError:
         raise BackendUnavailableError("chromadb is not installed: pip install chromadb") from None
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     key = loc.chroma_url or str(loc.chroma_path.resolve())
     try:
+        handle = _HANDLES.get((key, name or loc.collection))
+        if handle is not None:
+            return handle  # the query path: no settings objects, no round trip
         client = _CLIENTS.get(key)
         if client is None:
+            chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
             if loc.chroma_url:
                 from urllib.parse import urlparse
 
@@ -112,13 +275,22 @@ def open_collection(loc: IndexLocation, create: bool) -> Any:
                 client = chromadb.PersistentClient(path=str(loc.chroma_path), settings=chroma_settings)
             _CLIENTS[key] = client
         if create:
-            return client.get_or_create_collection(loc.collection, metadata={"hnsw:space": "cosine"})
-        return client.get_collection(loc.collection)
+            handle = client.get_or_create_collection(name or loc.collection, metadata={"hnsw:space": "cosine"})
+        else:
+            handle = client.get_collection(name or loc.collection)
+        _HANDLES[(key, name or loc.collection)] = handle
+        return handle
     except ConfigError:
         raise
     except Exception as exc:
         _CLIENTS.pop(key, None)
+        forget_handles()
         raise _store_error(exc, loc) from None
+
+
+def forget_handles() -> None:
+    """Drop cached collection handles (after a failure, or when a collection was deleted)."""
+    _HANDLES.clear()
 
 
 def _store_error(exc: Exception, loc: IndexLocation) -> StoreError:
@@ -133,5 +305,6 @@ def _store_error(exc: Exception, loc: IndexLocation) -> StoreError:
 
 
 def store_error(exc: Exception, loc: IndexLocation) -> StoreError:
-    """Wrap a Chroma failure into a StoreError that says how to fix it."""
+    """Wrap a Chroma failure into a StoreError that says how to fix it (and re-open next time)."""
+    forget_handles()
     return _store_error(exc, loc)

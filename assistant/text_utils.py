@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 STOPWORDS = frozenset("""
 a an the and or but if of to in on at by for with from as is are was were be been being it its
@@ -29,17 +30,26 @@ def tokens(text: str) -> list[str]:
     return out
 
 
+_STEMMER: Any = None
+
+
 def stem(token: str) -> str:
-    """A light suffix stripper: enough to match visit/visits/visited, meet/meeting."""
-    for suffix in ("ings", "ing", "ed", "es", "s"):
-        if len(token) > len(suffix) + 3 and token.endswith(suffix):
-            return token[: -len(suffix)]
-    return token
+    """The Snowball (Porter 2) English stem of a lower-case token, from PyStemmer."""
+    return _stemmer().stemWord(token)
+
+
+def _stemmer() -> Any:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return _STEMMER
 
 
 def content_terms(text: str) -> list[str]:
     """Stemmed tokens without stopwords."""
-    return [stem(t) for t in tokens(text) if t not in STOPWORDS]
+    return _stemmer().stemWords([t for t in tokens(text) if t not in STOPWORDS])
 
 
 def clip(text: str, limit: int) -> str:

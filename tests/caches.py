@@ -12,3 +12,6 @@ def clear_process_caches() -> None:
     backends._LLM_CACHE.clear()
     retrieval._RETRIEVERS.clear()
     store._CLIENTS.clear()
+    store._HANDLES.clear()
+    store._SERVER_MANIFESTS.clear()
+    store._LOCAL_CACHE.clear()

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.cli import app
-from assistant.errors import StoreError
+from assistant.errors import IndexLockedError, StoreError
 from assistant.indexing import build_index
 from assistant.retrieval import search
 from assistant.settings import Settings
-from assistant.store import locate, open_collection
+from assistant.store import locate, open_collection, read_manifest, server_manifest
 
 HEARTBEAT_TIMEOUT = 60.0
 
@@ -103,17 +103,46 @@ def test_changed_and_deleted_files_are_updated_on_the_server(chroma_url: str, co
     assert "002_0c11952fb06d513a.txt" not in {m["file"] for m in got["metadatas"]}
 
 
-def test_two_clients_sharing_a_collection_do_not_delete_each_others_chunks(
-        chroma_url: str, corpus: Path, tmp_path: Path) -> None:
-    other_corpus = tmp_path / "other"
-    other_corpus.mkdir()
-    (other_corpus / "panda.txt").write_text("The zoo in Wakayama said its giant pandas will stay ten more years.\n")
-    mine = _server_settings(chroma_url, tmp_path / "index-a", corpus, "server-shared")
-    theirs = _server_settings(chroma_url, tmp_path / "index-b", other_corpus, "server-shared")
-    build_index(corpus, settings=mine)
-    build_index(other_corpus, settings=theirs)
-    assert search("seafood import ban", mine, k=1)[0].file.startswith(("003_", "004_"))
-    assert search("giant pandas", theirs, k=1)[0].file == "panda.txt"
+def test_two_index_folders_on_one_server_share_one_index(chroma_url: str, corpus: Path, tmp_path: Path) -> None:
+    # Two machines (two index folders) pointing at one `chroma run`: the manifest lives on the
+    # server, so the second sees what the first indexed, and later updates, without indexing.
+    first = _server_settings(chroma_url, tmp_path / "machine-a", corpus, "server-shared")
+    second = _server_settings(chroma_url, tmp_path / "machine-b", corpus, "server-shared")
+    report = build_index(corpus, settings=first)
+    assert not locate(first).manifest_path.exists()  # no local manifest: the server's is the only one
+    assert read_manifest(locate(second))["files"].keys() == read_manifest(locate(first))["files"].keys()
+    assert search("seafood import ban", second, k=1)[0].file.startswith(("003_", "004_"))
+    (corpus / "panda.txt").write_text("The zoo in Wakayama said its giant pandas will stay ten more years.\n")
+    build_index(corpus, settings=first)
+    assert search("giant pandas Wakayama zoo", second, k=1)[0].file == "panda.txt"
+    # The second machine's re-index of the same folder finds nothing to do.
+    again = build_index(corpus, settings=second)
+    assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 6)
+    assert again.chunks == report.chunks + 1
+
+
+def test_concurrent_indexers_on_one_server_one_fails_clearly(chroma_url: str, corpus: Path, tmp_path: Path) -> None:
+    first = _server_settings(chroma_url, tmp_path / "machine-a", corpus, "server-lease")
+    second = _server_settings(chroma_url, tmp_path / "machine-b", corpus, "server-lease")
+    build_index(corpus, settings=first)
+    before = read_manifest(locate(second))
+    holder = "pid 1 on machine-a, started now"
+    lease = server_manifest(locate(first))
+    lease.acquire(holder)
+    try:
+        (corpus / "panda.txt").write_text("The zoo in Wakayama said its giant pandas will stay ten more years.\n")
+        with pytest.raises(IndexLockedError, match="machine-a"):
+            build_index(corpus, settings=second)
+        assert read_manifest(locate(second))["files"] == before["files"]  # nothing half-written
+    finally:
+        lease.release(holder)
+    assert build_index(corpus, settings=second).added == 1  # once the lease is back, it runs
+
+
+def test_a_lease_left_by_a_killed_indexer_expires(chroma_url: str, corpus: Path, tmp_path: Path) -> None:
+    settings = _server_settings(chroma_url, tmp_path / "machine-a", corpus, "server-stale-lease")
+    server_manifest(locate(settings)).acquire("pid 9 on a machine that died", ttl=-1.0)
+    assert build_index(corpus, settings=settings).added == 5
 
 
 def test_cli_uses_assistant_chroma_url(chroma_url: str, corpus: Path, index_dir: Path,
