@@ -155,6 +155,8 @@ class Retriever:
         state = self._current()
         if not state.chunks:
             return []
+        if self._server_hybrid():
+            return self._chroma_search(query, k, filters, state.valid)
         dense, found = self._dense(query, filters, state.valid)
         keyword_ids: list[str] = []
         if state.keyword is not None:
@@ -172,6 +174,36 @@ class Retriever:
         if missing:
             found.update(self._fetch(missing, state.valid))
         out = [self._passage(cid, *found[cid], fused[cid]) for cid in best if cid in found]
+        return out[:k]
+
+    def _server_hybrid(self) -> bool:
+        """True when the Chroma server ranks BM25 itself and the collection carries its sparse index."""
+        from .store import SPARSE_KEY, sparse_supported
+
+        if not self.loc.chroma_url or not sparse_supported(self.loc):
+            return False
+        schema = getattr(open_collection(self.loc, create=False), "schema", None)
+        return SPARSE_KEY in (getattr(schema, "keys", None) or {})
+
+    def _chroma_search(self, query: str, k: int, filters: Filters, valid: dict[str, str]) -> list[Passage]:
+        """Chroma's own hybrid ranking (distributed Chroma): dense and BM25 fused by RRF on the server."""
+        from chromadb import K, Knn, Rrf, Search
+
+        from .store import SPARSE_KEY
+
+        rank = Rrf([Knn(query=self.embed_query(query), return_rank=True, limit=self.settings.dense_k * 2),
+                    Knn(query=query, key=SPARSE_KEY, return_rank=True, limit=self.settings.bm25_k * 2)],
+                   k=self.settings.rrf_k)
+        plan = Search().rank(rank).limit(k * 2).select(K.DOCUMENT, K.METADATA, K.SCORE)
+        where = filters.where()
+        if where:
+            plan = plan.where(where)
+        try:
+            rows = open_collection(self.loc, create=False).search(plan).rows()[0]
+        except Exception as exc:
+            raise store_error(exc, self.loc) from None
+        out = [self._passage(r["id"], r["document"], r["metadata"], -float(r.get("score") or 0.0)) for r in rows
+               if valid.get(r["metadata"].get("file")) == r["metadata"].get("file_hash")]
         return out[:k]
 
     def _dense(self, query: str, filters: Filters, valid: dict[str, str]

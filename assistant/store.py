@@ -274,7 +274,10 @@ def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
                 loc.chroma_path.mkdir(parents=True, exist_ok=True)
                 client = chromadb.PersistentClient(path=str(loc.chroma_path), settings=chroma_settings)
             _CLIENTS[key] = client
-        if create:
+        if create and not name and sparse_supported(loc):
+            handle = client.get_or_create_collection(loc.collection, metadata={"hnsw:space": "cosine"},
+                                                     schema=sparse_schema())
+        elif create:
             handle = client.get_or_create_collection(name or loc.collection, metadata={"hnsw:space": "cosine"})
         else:
             handle = client.get_collection(name or loc.collection)
@@ -286,6 +289,43 @@ def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
         _CLIENTS.pop(key, None)
         forget_handles()
         raise _store_error(exc, loc) from None
+
+
+SPARSE_KEY = "bm25_sparse"
+_SPARSE: dict[str, bool] = {}
+
+
+def sparse_schema() -> Any:
+    """A collection schema with Chroma's own BM25 sparse index on the documents."""
+    from chromadb import K, Schema, SparseVectorIndexConfig
+    from chromadb.utils.embedding_functions import ChromaBm25EmbeddingFunction
+
+    return Schema().create_index(key=SPARSE_KEY, config=SparseVectorIndexConfig(
+        source_key=K.DOCUMENT, embedding_function=ChromaBm25EmbeddingFunction(), bm25=True))
+
+
+def sparse_supported(loc: IndexLocation) -> bool:
+    """Whether the Chroma server keeps a BM25 sparse index itself (distributed Chroma and Chroma Cloud
+    do; a local store and a single-node `chroma run` refuse it). Found by trying, once per server."""
+    if not loc.chroma_url:
+        return False
+    if loc.chroma_url not in _SPARSE:
+        client = _CLIENTS.get(loc.chroma_url)
+        if client is None:
+            open_collection(loc, create=True, name=f"{loc.collection}-manifest")
+            client = _CLIENTS[loc.chroma_url]
+        probe = f"{loc.collection}-sparse-probe"
+        try:
+            client.get_or_create_collection(probe, schema=sparse_schema())
+        except Exception:
+            _SPARSE[loc.chroma_url] = False  # "Sparse vector indexing is not enabled ..."
+        else:
+            _SPARSE[loc.chroma_url] = True
+            try:
+                client.delete_collection(probe)
+            except Exception:
+                pass
+    return _SPARSE[loc.chroma_url]
 
 
 def forget_handles() -> None:

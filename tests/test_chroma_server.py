@@ -173,3 +173,15 @@ def test_server_down_exits_6_from_the_cli(corpus: Path, index_dir: Path, clean_e
     result = CliRunner().invoke(app, ["index", str(corpus)])
     assert result.exit_code == 6
     assert "ASSISTANT_CHROMA_URL" in result.output and "Traceback" not in result.output
+
+
+def test_a_single_node_chroma_run_is_probed_for_sparse_bm25_and_bm25s_is_used(
+        chroma_url: str, corpus: Path, index_dir: Path) -> None:
+    from assistant import store
+
+    settings = _server_settings(chroma_url, index_dir, corpus, "server-probe")
+    build_index(corpus, settings=settings)
+    assert store.sparse_supported(locate(settings)) is False  # found by trying, not assumed
+    client = store._CLIENTS[chroma_url]
+    assert "server-probe-" + locate(settings).fingerprint + "-sparse-probe" not in [c.name for c in client.list_collections()]
+    assert search("seafood import ban", settings, k=1)[0].file.startswith(("003_", "004_"))
