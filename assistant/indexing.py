@@ -209,6 +209,7 @@ def build_index(path: str | Path | None = None, settings: Settings | None = None
 def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressFn | None,
          renew: Callable[[], None]) -> IndexReport:
     report = IndexReport(index_path=str(loc.root))
+    interrupted_before = _is_dirty(loc)  # a run killed mid-way may have left chunks no manifest names
     manifest = read_manifest(loc) or {}
     files: dict[str, Any] = dict(manifest.get("files", {}))
     metadata = read_metadata(root)
@@ -281,12 +282,12 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
     report.removed = len(removed)
     _save_manifest(loc, {**base_manifest, "files": files})
     _delete_ids(collection, removed_ids, loc)
-    if removed_ids or _is_dirty(loc):
+    if removed_ids or interrupted_before:
         # Chunks the manifest does not name (removed files, old versions, a run killed before its
         # manifest flip) are invisible to readers; deleting them keeps the store tidy.
         _mark_dirty(loc)
         _collect_garbage(collection, files, loc)
-        _clear_dirty(loc)
+    _clear_dirty(loc)
     ensure_keyword_index(loc, files, collection)
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
@@ -321,13 +322,29 @@ def stored_chunks(collection: Any, files: dict[str, Any], loc: IndexLocation,
 
 
 def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], collection: Any = None) -> keyword.KeywordIndex:
-    """The keyword index for this manifest: loaded from disk, or rebuilt from the stored chunk texts."""
+    """The keyword index for this manifest: loaded from disk, or built from the last one plus the
+    stored texts of the chunks it lacks (all of them when there is no last one)."""
     version = manifest_version(files)
     found = keyword.load(loc.root, version)
     if found is not None:
         return found
     collection = collection if collection is not None else open_collection(loc, create=False)
-    return keyword.build(loc.root, version, stored_chunks(collection, files, loc))
+    previous = keyword.load(loc.root)
+    known = previous.rows() if previous is not None else {}
+    wanted = [i for entry in files.values() for i in entry.get("ids", [])]
+    missing = {i: None for i in wanted if i not in known}
+    fetched = {cid: (text, meta) for cid, text, meta in
+               stored_chunks(collection, {"new": {"ids": list(missing)}}, loc)}
+
+    def rows() -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+        for cid in wanted:
+            if cid in fetched:
+                yield cid, fetched[cid][0], fetched[cid][1]
+            elif cid in known:
+                yield cid, None, None
+            # else: named by the manifest but not in the store (a broken store); left out
+
+    return keyword.build(loc.root, version, rows(), previous=previous)
 
 
 def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation, page: int = 5000) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .text_utils import content_terms
 
-FORMAT = "1"
+FORMAT = "2"
 K1, B = 1.5, 0.75
 CURRENT = "CURRENT"
 
@@ -41,6 +41,8 @@ class KeywordIndex:
     files: list[str]
     hashes: list[str]
     _df: np.ndarray | None = None
+    _offsets: np.ndarray | None = None
+    _flat: np.ndarray | None = None
     _masks: dict[str, np.ndarray] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +81,21 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.ids[n].decode(), float(scores[n])) for n in top if scores[n] > 0]
 
+    def rows(self) -> dict[str, int]:
+        """Row number of each chunk id."""
+        return {cid.decode(): n for n, cid in enumerate(self.ids)}
+
+    def vocab(self) -> dict[str, int]:
+        """The token ids this index was built with (kept for the next, incremental build)."""
+        return json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
+
+    def tokens(self, row: int) -> list[int]:
+        """The token ids of one chunk."""
+        offsets = np.load(self.path / "offsets.npy", mmap_mode="r") if self._offsets is None else self._offsets
+        flat = np.load(self.path / "tokens.npy", mmap_mode="r") if self._flat is None else self._flat
+        self._offsets, self._flat = offsets, flat
+        return flat[int(offsets[row]):int(offsets[row + 1])].tolist()
+
     def idf(self, terms: Iterable[str]) -> dict[str, float]:
         """Okapi IDF of each stemmed term present in the index (absent terms are left out)."""
         if self._df is None:
@@ -103,8 +120,12 @@ def keyword_root(index_root: Path) -> Path:
     return index_root / "keyword"
 
 
-def build(index_root: Path, version: str, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> KeywordIndex:
-    """Build and save the keyword index for a manifest version from (chunk id, text, metadata) rows."""
+def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, dict[str, Any] | None]],
+          previous: KeywordIndex | None = None) -> KeywordIndex:
+    """Build and save the keyword index for a manifest version from (chunk id, text, metadata) rows.
+
+    A row whose text is None is a chunk of `previous`: its tokens and metadata are reused from
+    there, so a changed file costs the tokenising of its own chunks only."""
     import bm25s
 
     ids: list[bytes] = []
@@ -113,8 +134,19 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str, dict[st
     files: dict[str, int] = {}
     hashes: list[str] = []
     corpus: list[list[int]] = []
-    vocab: dict[str, int] = {}  # token ids as we go: ints take far less memory than token strings
+    # Token ids as we go (ints take far less memory than token strings); the previous index's ids
+    # stay valid, so its token lists are reused as they are.
+    vocab: dict[str, int] = dict(previous.vocab()) if previous is not None else {}
+    rows_of = previous.rows() if previous is not None else {}
     for cid, text, meta in rows:
+        if text is None and previous is not None:
+            row = rows_of[cid]
+            n = int(previous.file_no[row])
+            meta = {"file": previous.files[n], "file_hash": previous.hashes[n], "date_epoch": int(previous.epochs[row])}
+            tokens = previous.tokens(row)
+        else:
+            tokens = [vocab.setdefault(t, len(vocab)) for t in content_terms(text or "")]
+        assert meta is not None
         rel = meta["file"]
         if rel not in files:
             files[rel] = len(files)
@@ -122,12 +154,15 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str, dict[st
         ids.append(cid.encode())
         file_no.append(files[rel])
         epochs.append(int(meta.get("date_epoch") or 0))
-        corpus.append([vocab.setdefault(t, len(vocab)) for t in content_terms(text)])
+        corpus.append(tokens)
     bm25 = bm25s.BM25(k1=K1, b=B)
     if corpus:
         from bm25s.tokenization import Tokenized
 
         bm25.index(Tokenized(ids=corpus, vocab=vocab), show_progress=False)
+    lengths = np.fromiter((len(t) for t in corpus), dtype=np.int64, count=len(corpus))
+    offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
+    flat = np.fromiter((t for doc in corpus for t in doc), dtype=np.int32, count=int(offsets[-1]))
     empty = not corpus
     del corpus
     root = keyword_root(index_root)
@@ -139,6 +174,10 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str, dict[st
         np.save(tmp / "ids.npy", np.array(ids, dtype="S64"))
         np.save(tmp / "file_no.npy", np.array(file_no, dtype=np.int32))
         np.save(tmp / "epochs.npy", np.array(epochs, dtype=np.int64))
+        np.save(tmp / "tokens.npy", flat)
+        np.save(tmp / "offsets.npy", offsets)
+        with open(tmp / "vocab.json", "w", encoding="utf-8") as fh:
+            json.dump(vocab, fh)
         with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
             json.dump({"format": FORMAT, "version": version, "chunks": len(ids), "files": list(files),
                        "hashes": hashes}, fh)

@@ -204,3 +204,17 @@ def test_where_the_server_ranks_bm25_itself_its_search_api_is_used(
     assert plan["filter"] == {"file": {"$in": [rel]}}
     rank = str(plan["rank"])  # reciprocal-rank fusion of a dense and a sparse (BM25) kNN
     assert rank.count("$knn") == 2 and f"'key': '{store.SPARSE_KEY}'" in rank and "'query': 'ferry route'" in rank
+
+
+def test_a_changed_file_tokenises_only_its_own_chunks(corpus: Path, settings: Settings,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    build_index(corpus, settings=settings)
+    target = corpus / "004_749f0bb3dcd254b9.txt"
+    target.write_text(target.read_text(encoding="utf-8") + "\nA zeppelin flew over the harbour.\n", encoding="utf-8")
+    texts: list[str] = []
+    real = keyword.content_terms
+    monkeypatch.setattr(keyword, "content_terms", lambda text: texts.append(text) or real(text))
+    report = build_index(corpus, settings=settings)
+    own = len(read_manifest(locate(settings))["files"][target.name]["ids"])
+    assert report.updated == 1 and len(texts) == own < report.chunks
+    assert target.name in {p.file for p in search("zeppelin", settings, k=2)}
