@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from . import checks
@@ -154,6 +154,13 @@ class Assistant:
             {"role": "system", "content": render("answer_system")},
             {"role": "user", "content": render("answer_user", sources="\n".join(lines), question=question.strip())},
         ]
+
+    def provenance(self, files: list[str], model_id: str) -> dict[str, Any]:
+        """What a reader needs to check this answer later (`assistant verify`)."""
+        from .provenance import provenance
+        from .store import read_manifest
+
+        return provenance(self.settings, read_manifest(self.retriever.loc) or {}, files, model_id)
 
     # -- answering -----------------------------------------------------------------
     def ask(self, question: str, filters: Filters | None = None) -> Answer:
@@ -306,13 +313,21 @@ class Assistant:
         timings["total_s"] = time.perf_counter() - t0
         citations = [c for c in resolution.citations if f"[{c.label}]" in answer_text]
         citations += [c for _, c in added if c not in citations]
+        copies_of = {p.file: p.copies for p in evidence.searched if p.copies}
+        citations = [replace(c, copies=copies_of.get(c.file, ())) for c in citations]
         cited_files = {c.file for c in citations}
+        independent = len({min((c.file, *c.copies)) for c in citations})
+        carried = len(cited_files | {f for c in citations for f in c.copies})
+        if carried > independent:
+            judged.notes.append(f"Confirmed by {independent} independent source{'s' if independent > 1 else ''}; "
+                                f"{carried} files carry the cited text (copies are counted once).")
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
         withheld = [_plain(s) for s in resolution.cited_sentences if s not in kept]
         return Answer(question=question, answer=answer_text, declined=False, citations=citations,
                       sources=sources, timings=timings, unsupported_sentences=withheld,
                       uncited_sentences=resolution.uncited, verdicts=judged.verdicts, draft=draft,
-                      notes=judged.notes)
+                      notes=judged.notes, independent_sources=independent,
+                      provenance=self.provenance([c.file for c in citations], llm.model_id))
 
 
 def _plain(sentence: str) -> str:

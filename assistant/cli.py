@@ -122,6 +122,8 @@ def search_cmd(
     for n, p in enumerate(passages, 1):
         typer.echo(f"{n}. {p.file} [{p.start}:{p.end}] score {p.score:.4f}")
         typer.echo("   " + clip(p.text, 400))
+        if p.copies:
+            typer.echo(f"   (copy: the same article is in {', '.join(p.copies)})")
 
 
 def _print_answer(answer: Any) -> None:
@@ -136,6 +138,8 @@ def _print_answer(answer: Any) -> None:
         for c in answer.citations:
             mark = " (inferred)" if c.inferred else ""
             typer.echo(f"  [{c.label}] {c.file} [{c.start}:{c.end}]{mark}: \"{' '.join(c.quote.split())}\"")
+            if c.copies:
+                typer.echo(f"       also carried by: {', '.join(c.copies)}")
     _print_withheld(answer)
 
 
@@ -167,11 +171,18 @@ def ask(
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Answer a question from the indexed articles, with citations."""
-    from .answering import Assistant
+    """Answer a question from the indexed articles, with citations (through `assistant serve` when one runs)."""
+    from .client import ask_via_server, find_server
 
-    assistant = Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err)
-    answer = assistant.ask(question, filters=_parse_filters(file, since, until))
+    settings = _settings(index_dir=index_dir, llm=llm)
+    url = find_server(settings, llm=llm)
+    if url:
+        answer = ask_via_server(url, question, files=file or (), since=since or "", until=until or "",
+                                token=settings.server_token)
+    else:
+        from .answering import Assistant
+
+        answer = Assistant(settings, on_message=_err).ask(question, filters=_parse_filters(file, since, until))
     if as_json:
         typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
     else:
@@ -185,11 +196,19 @@ def chat(
     index_dir: Optional[str] = IndexDir,
 ) -> None:
     """A conversation in the terminal: /sources, /reset, /exit. Reads one question per line from a pipe."""
-    from .answering import Assistant
-    from .chat import ChatSession
+    from .client import RemoteChat, find_server
 
     interactive = sys.stdin.isatty()
-    session = ChatSession(Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err))
+    settings = _settings(index_dir=index_dir, llm=llm)
+    url = find_server(settings, llm=llm)
+    session: Any
+    if url:
+        session = RemoteChat(url, token=settings.server_token)
+    else:
+        from .answering import Assistant
+        from .chat import ChatSession
+
+        session = ChatSession(Assistant(settings, on_message=_err))
     if interactive:
         typer.echo("Ask about the articles. Commands: /sources /reset /exit")
     while True:
@@ -218,16 +237,24 @@ def chat(
             typer.echo(f"> {line}")
         answer = None
         streamed = []
-        standalone = session.standalone(line)
-        if standalone != line:
-            # The follow-up as it was searched, so the user sees what was asked.
-            typer.secho(f"  ({standalone})", dim=True)
-        for event in session.stream(line, standalone=standalone):
-            if isinstance(event, str):
-                typer.echo(event, nl=False)
-                streamed.append(event)
-            else:
-                answer = event
+        if url:
+            # The server answers whole turns (rewriting follow-ups itself): shown once checked.
+            answer = session.ask(line)
+            if answer.standalone_question and answer.standalone_question != line:
+                typer.secho(f"  ({answer.standalone_question})", dim=True)
+            streamed.append(answer.answer)
+            typer.echo(answer.answer, nl=False)
+        else:
+            standalone = session.standalone(line)
+            if standalone != line:
+                # The follow-up as it was searched, so the user sees what was asked.
+                typer.secho(f"  ({standalone})", dim=True)
+            for event in session.stream(line, standalone=standalone):
+                if isinstance(event, str):
+                    typer.echo(event, nl=False)
+                    streamed.append(event)
+                else:
+                    answer = event
         typer.echo("")
         if answer is not None:
             if answer.declined and "".join(streamed).strip() != answer.answer.strip():
@@ -237,6 +264,48 @@ def chat(
             for c in answer.citations:
                 typer.echo(f"  [{c.label}] {c.file}: \"{clip(c.quote, 160)}\"")
             _print_withheld(answer)
+
+
+@app.command()
+@boundary
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; not loopback needs a token."),
+    port: int = typer.Option(8765, "--port", help="Port (0: any free one)."),
+    token: Optional[str] = typer.Option(None, "--token", help="Bearer token clients must send "
+                                        "(default ASSISTANT_SERVER_TOKEN)."),
+    index_dir: Optional[str] = IndexDir,
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model to load."),
+) -> None:
+    """Serve answers over HTTP (/v1/ask and OpenAI-compatible /v1/chat/completions), models loaded once."""
+    from .server import serve as run
+
+    settings = _settings(index_dir=index_dir, llm=llm)
+    run(settings, host=host, port=port, token=settings.server_token if token is None else token)
+
+
+@app.command()
+@boundary
+def verify(
+    answer_file: str = typer.Argument(..., help="An answer saved with `assistant ask --json`."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Folder the answer came from (default: as recorded)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Re-check that every quote of a saved answer still sits at its offsets in the current files."""
+    from .provenance import load_answer, verify as run_verify
+
+    report = run_verify(load_answer(answer_file), corpus, _settings())
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for c in report.checks:
+            typer.echo(f"[{c.label}] {c.file} [{c.start}:{c.end}]: {c.status}" + (f" ({c.detail})" if c.detail else ""))
+        for rel in report.changed_files:
+            typer.echo(f"changed since the answer: {rel}")
+        for note in report.notes:
+            typer.echo(f"note: {note}")
+        typer.echo("verified: every quote is where the answer says" if report.ok else "NOT verified")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @eval_app.callback()

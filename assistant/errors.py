@@ -49,3 +49,9 @@ class StoreError(AssistantError):
     """The vector store failed (server down, disk full)."""
 
     exit_code = 6
+
+
+class ServerError(AssistantError):
+    """The assistant server (`assistant serve`) could not be reached or failed mid-answer."""
+
+    exit_code = 7

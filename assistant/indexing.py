@@ -288,7 +288,8 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         _mark_dirty(loc)
         _collect_garbage(collection, files, loc)
     _clear_dirty(loc)
-    ensure_keyword_index(loc, files, collection)
+    kw = ensure_keyword_index(loc, files, collection)
+    report.copy_groups = [[rep] + [f for f in members if f != rep] for rep, members in sorted(kw.copy_groups().items())]
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
 

@@ -21,9 +21,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import copies
 from .text_utils import content_terms
 
-FORMAT = "2"
+FORMAT = "3"
 K1, B = 1.5, 0.75
 CURRENT = "CURRENT"
 
@@ -40,6 +41,8 @@ class KeywordIndex:
     epochs: np.ndarray  # int64 publication date (0 = unknown)
     files: list[str]
     hashes: list[str]
+    signatures: np.ndarray | None = None
+    representative: np.ndarray | None = None  # per file: row of its copy group's representative
     _df: np.ndarray | None = None
     _offsets: np.ndarray | None = None
     _flat: np.ndarray | None = None
@@ -80,6 +83,19 @@ class KeywordIndex:
         top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(self.ids[n].decode(), float(scores[n])) for n in top if scores[n] > 0]
+
+    def copy_groups(self) -> dict[str, list[str]]:
+        """Groups of files carrying the same article: representative -> all its files (2 or more)."""
+        out: dict[str, list[str]] = {}
+        if self.representative is None:
+            return out
+        for n, rep in enumerate(self.representative.tolist()):
+            out.setdefault(self.files[rep], []).append(self.files[n])
+        return {rep: sorted(members) for rep, members in out.items() if len(members) > 1}
+
+    def representative_of(self) -> dict[str, str]:
+        """Each file in a copy group -> its group's representative (files without copies are left out)."""
+        return {f: rep for rep, members in self.copy_groups().items() for f in members}
 
     def rows(self) -> dict[str, int]:
         """Row number of each chunk id."""
@@ -160,6 +176,7 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
         from bm25s.tokenization import Tokenized
 
         bm25.index(Tokenized(ids=corpus, vocab=vocab), show_progress=False)
+    signatures = _signatures(corpus, file_no, list(files), hashes, previous)
     lengths = np.fromiter((len(t) for t in corpus), dtype=np.int64, count=len(corpus))
     offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
     flat = np.fromiter((t for doc in corpus for t in doc), dtype=np.int32, count=int(offsets[-1]))
@@ -175,6 +192,8 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
         np.save(tmp / "file_no.npy", np.array(file_no, dtype=np.int32))
         np.save(tmp / "epochs.npy", np.array(epochs, dtype=np.int64))
         np.save(tmp / "tokens.npy", flat)
+        np.save(tmp / "signatures.npy", signatures)
+        np.save(tmp / "groups.npy", _representatives(list(files), copies.groups(signatures)))
         np.save(tmp / "offsets.npy", offsets)
         with open(tmp / "vocab.json", "w", encoding="utf-8") as fh:
             json.dump(vocab, fh)
@@ -193,6 +212,32 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
     _write_current(root, version)
     _prune(root, keep=version)
     return load(index_root, version)  # type: ignore[return-value]
+
+
+def _signatures(corpus: list[list[int]], file_no: list[int], files: list[str], hashes: list[str],
+                previous: KeywordIndex | None) -> np.ndarray:
+    """MinHash signature of each file (its chunks' tokens in order); unchanged files keep theirs."""
+    reuse: dict[tuple[str, str], np.ndarray] = {}
+    if previous is not None and previous.signatures is not None:
+        reuse = {(f, h): previous.signatures[n] for n, (f, h) in enumerate(zip(previous.files, previous.hashes))}
+    per_file: list[list[int]] = [[] for _ in files]
+    for tokens, n in zip(corpus, file_no):
+        if (files[n], hashes[n]) not in reuse:
+            per_file[n].extend(tokens)
+    out = np.empty((len(files), copies.NUM_PERM), dtype=np.uint32)
+    for n, (rel, digest) in enumerate(zip(files, hashes)):
+        old = reuse.get((rel, digest))
+        out[n] = old if old is not None else copies.signature(per_file[n])
+    return out
+
+
+def _representatives(files: list[str], group: np.ndarray) -> np.ndarray:
+    """For each file, the row of its group's representative (the group's first file by name)."""
+    best: dict[int, int] = {}
+    for n, g in enumerate(group.tolist()):
+        if g not in best or files[n] < files[best[g]]:
+            best[g] = n
+    return np.array([best[g] for g in group.tolist()], dtype=np.int32)
 
 
 def _write_current(root: Path, version: str) -> None:
@@ -240,7 +285,10 @@ def load(index_root: Path, version: str | None = None) -> KeywordIndex | None:
             bm25 = bm25s.BM25(k1=K1, b=B)
             bm25.vocab_dict = {}
             bm25.scores = {"indptr": np.zeros(1, dtype=np.int64)}
+        signatures = np.load(path / "signatures.npy")
+        representative = np.load(path / "groups.npy")
     except (OSError, ValueError, KeyError):
         return None
     return KeywordIndex(path=path, version=meta["version"], bm25=bm25, ids=ids, file_no=file_no,
-                        epochs=epochs, files=meta["files"], hashes=meta["hashes"])
+                        epochs=epochs, files=meta["files"], hashes=meta["hashes"], signatures=signatures,
+                        representative=representative)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from .backends import get_embedder
 from .errors import IndexNotBuiltError, InputError, StoreError
 from .settings import Settings
 from .store import IndexLocation, locate, manifest_version, open_collection, read_manifest, store_error
+from .text_utils import content_terms
 from .types import Passage
 
 
@@ -46,6 +47,10 @@ class Filters:
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+def _jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
 def _period_end(date: str) -> int:
     """Last second of the day, month or year an ISO date names (inclusive end of a range)."""
     from .loaders import date_to_epoch
@@ -67,6 +72,8 @@ class _State:
     valid: dict[str, str]
     keyword: Any  # keyword.KeywordIndex | None
     chunks: int
+    groups: dict[str, list[str]]  # copy-group representative -> its files
+    group_of: dict[str, str]  # file in a copy group -> representative
 
 
 class Retriever:
@@ -96,8 +103,10 @@ class Retriever:
             if self._state is None or self._state.version != version:
                 files = manifest["files"]
                 valid = {rel: entry["hash"] for rel, entry in files.items()}
-                self._state = _State(version, valid, self._keyword_index(version, files),
-                                     sum(len(e.get("ids", [])) for e in files.values()))
+                kw = self._keyword_index(version, files)
+                groups = kw.copy_groups() if kw is not None else {}
+                self._state = _State(version, valid, kw, sum(len(e.get("ids", [])) for e in files.values()),
+                                     groups, {f: rep for rep, members in groups.items() for f in members})
             return self._state
 
     def _keyword_index(self, version: str, files: dict[str, Any]) -> Any:
@@ -169,12 +178,36 @@ class Retriever:
         for ranking in (dense, keyword_ids):
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        best = sorted(fused, key=lambda cid: (-fused[cid], cid))[: k * 2]
+        # Every fused candidate (at most dense_k + bm25_k) is kept, so that after copies give up
+        # their slots there are still k passages to return.
+        best = sorted(fused, key=lambda cid: (-fused[cid], cid))
+        if not (self.settings.group_copies and state.group_of):
+            best = best[: k * 2]
         missing = [cid for cid in best if cid not in found]
         if missing:
             found.update(self._fetch(missing, state.valid))
         out = [self._passage(cid, *found[cid], fused[cid]) for cid in best if cid in found]
-        return out[:k]
+        return self._one_slot_per_copy(out, state)[:k]
+
+    def _one_slot_per_copy(self, passages: list[Passage], state: _State) -> list[Passage]:
+        """Drop a passage when a better-ranked one is the same text in another file of its copy group;
+        every kept passage of a group names the group's other files."""
+        if not state.group_of:
+            return passages
+        kept: list[Passage] = []
+        terms: list[set[str]] = []
+        for p in passages:
+            rep = state.group_of.get(p.file)
+            mine = set(content_terms(p.text))
+            if rep is not None and self.settings.group_copies and any(
+                    state.group_of.get(q.file) == rep and q.file != p.file and _jaccard(mine, seen) >= 0.5
+                    for q, seen in zip(kept, terms)):
+                continue
+            if rep is not None:
+                p = replace(p, copies=tuple(f for f in state.groups[rep] if f != p.file))
+            kept.append(p)
+            terms.append(mine)
+        return kept
 
     def _server_hybrid(self) -> bool:
         """True when the Chroma server ranks BM25 itself and the collection carries its sparse index."""
@@ -254,7 +287,8 @@ _RETRIEVERS_LOCK = threading.Lock()
 def get_retriever(settings: Settings) -> Retriever:
     """One retriever per index configuration in this process."""
     key = (settings.index_dir, settings.chroma_url, settings.collection, settings.embedder,
-           settings.chunk_size, settings.chunk_overlap, settings.dense_k, settings.bm25_k, settings.rrf_k)
+           settings.chunk_size, settings.chunk_overlap, settings.dense_k, settings.bm25_k, settings.rrf_k,
+           settings.group_copies)
     with _RETRIEVERS_LOCK:
         if key not in _RETRIEVERS:
             _RETRIEVERS[key] = Retriever(settings)

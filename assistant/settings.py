@@ -55,6 +55,9 @@ class Settings:
     dense_k: int = 20
     bm25_k: int = 20
     rrf_k: int = 60
+    # Files carrying the same article (near-duplicate copies, assistant/copies.py) share one
+    # retrieval slot; the representative is cited and its copies listed.
+    group_copies: bool = True
     # Prompt budget: sentences kept per question (the local model reads ~63 tokens/s). Measured
     # (benchmarks/RESULTS.md): 4 sentences cost ~100 prompt tokens less than 6 and tied on a 31-question
     # sweep, but on all 92 gold questions answered 42 of 77 against 47 of 77 with 6, so 6 it is.
@@ -82,6 +85,10 @@ class Settings:
     ner: bool = True
     # Checks switched off, for ablations: any of entities, answerable, supported, addresses.
     checks_off: frozenset[str] = frozenset()
+    # A resident `assistant serve` for `ask` and `chat` to use (else found through <index_dir>/server.json),
+    # and the bearer token the server requires and the client sends.
+    server_url: str = ""
+    server_token: str = field(default="", repr=False)
 
     _ENV = {
         "corpus_dir": "ASSISTANT_CORPUS",
@@ -103,6 +110,7 @@ class Settings:
         "dense_k": "ASSISTANT_DENSE_K",
         "bm25_k": "ASSISTANT_BM25_K",
         "rrf_k": "ASSISTANT_RRF_K",
+        "group_copies": "ASSISTANT_GROUP_COPIES",
         "max_context_sentences": "ASSISTANT_MAX_CONTEXT_SENTENCES",
         "max_answer_tokens": "ASSISTANT_MAX_ANSWER_TOKENS",
         "n_threads": "ASSISTANT_THREADS",
@@ -114,6 +122,8 @@ class Settings:
         "conflict_min_p": "ASSISTANT_CONFLICT_MIN_P",
         "ner": "ASSISTANT_NER",
         "checks_off": "ASSISTANT_CHECKS_OFF",
+        "server_url": "ASSISTANT_SERVER_URL",
+        "server_token": "ASSISTANT_SERVER_TOKEN",
     }
 
     @classmethod
@@ -161,6 +171,7 @@ class Settings:
         """Settings safe to write to run folders: secrets are never included."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         out["openai_api_key"] = "set" if self.openai_api_key else ""
+        out["server_token"] = "set" if self.server_token else ""
         out["checks_off"] = sorted(self.checks_off)
         return out
 

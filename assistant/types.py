@@ -34,11 +34,24 @@ class Passage:
     chunk_id: str = ""
     title: str = ""
     date: str = ""
+    # Other files carrying the same article (its copy group), when there are any.
+    copies: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for `--json` output."""
-        return {"file": self.file, "score": round(self.score, 6), "start": self.start,
-                "end": self.end, "text": self.text}
+        out = {"file": self.file, "score": round(self.score, 6), "start": self.start,
+               "end": self.end, "text": self.text}
+        if self.copies:
+            out["copies"] = list(self.copies)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Passage":
+        """Rebuild from `to_dict()` output (e.g. a server's JSON)."""
+        return cls(file=str(data["file"]), start=int(data["start"]), end=int(data["end"]),
+                   text=str(data.get("text", "")), score=float(data.get("score", 0.0)),
+                   chunk_id=str(data.get("chunk_id", "")), title=str(data.get("title", "")),
+                   date=str(data.get("date", "")), copies=tuple(data.get("copies") or ()))
 
 
 @dataclass(frozen=True)
@@ -51,10 +64,21 @@ class Citation:
     end: int
     quote: str
     inferred: bool = False
+    # Other files that carry the same article (one representative is cited; the copies are listed).
+    copies: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for `--json` output."""
-        return asdict(self)
+        out = asdict(self)
+        out["copies"] = list(self.copies)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Citation":
+        """Rebuild from `to_dict()` output."""
+        return cls(label=str(data["label"]), file=str(data["file"]), start=int(data["start"]),
+                   end=int(data["end"]), quote=str(data.get("quote", "")), inferred=bool(data.get("inferred", False)),
+                   copies=tuple(data.get("copies") or ()))
 
 
 @dataclass
@@ -80,6 +104,11 @@ class Answer:
     draft: str = ""
     # Facts about the answer a reader should know (e.g. a cited article's date is unknown).
     notes: list[str] = field(default_factory=list)
+    # Cited sources counted once per copy group (wire copy carried by several files is one source).
+    independent_sources: int = 0
+    # What is needed to check the answer later: index fingerprint and version, each cited file's
+    # hash, the model, the embedder and a hash of the prompts (assistant/provenance.py).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for `--json` output."""
@@ -98,7 +127,35 @@ class Answer:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "notes": self.notes,
             "standalone_question": self.standalone_question,
+            "independent_sources": self.independent_sources,
+            "provenance": self.provenance,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Answer":
+        """Rebuild from `to_dict()` output (a server's reply), so it prints like a local answer."""
+        from dataclasses import fields as dc_fields
+
+        from .checks.verdicts import Verdict
+
+        names = {f.name for f in dc_fields(Verdict)}
+        return cls(
+            question=str(data.get("question", "")), answer=str(data.get("answer", "")),
+            declined=bool(data.get("declined", False)),
+            citations=[Citation.from_dict(c) for c in data.get("citations") or []],
+            sources=[Passage.from_dict(p) for p in data.get("sources") or []],
+            timings={k: float(v) for k, v in (data.get("timings") or {}).items()},
+            unsupported_sentences=list(data.get("unsupported_sentences") or []),
+            uncited_sentences=list(data.get("uncited_sentences") or []),
+            prompt_tokens=int(data.get("prompt_tokens") or 0),
+            completion_tokens=int(data.get("completion_tokens") or 0),
+            standalone_question=str(data.get("standalone_question", "")),
+            decline_reason=str(data.get("decline_reason", "")),
+            verdicts=[Verdict(**{k: v for k, v in d.items() if k in names}) for d in data.get("verdicts") or []],
+            notes=list(data.get("notes") or []),
+            independent_sources=int(data.get("independent_sources") or 0),
+            provenance=dict(data.get("provenance") or {}),
+        )
 
 
 @dataclass
@@ -122,6 +179,8 @@ class IndexReport:
     embedded_chunks: int = 0
     index_path: str = ""
     seconds: float = 0.0
+    # Files that carry the same article, one list per copy group (representative first).
+    copy_groups: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The `--json` shape fixed by the CLI contract."""
@@ -132,6 +191,7 @@ class IndexReport:
             "unchanged": self.unchanged,
             "chunks": self.chunks,
             "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+            "copy_groups": self.copy_groups,
         }
 
 

@@ -299,7 +299,7 @@ def test_every_citation_of_an_answer_quotes_the_real_file_and_names_the_labelled
     for c in answer.citations:
         assert c.quote == (Path(index_settings.corpus_dir) / c.file).read_text(encoding="utf-8")[c.start:c.end]
         assert f"[{c.label}]" in answer.answer
-        assert set(c.to_dict()) == {"label", "file", "start", "end", "quote", "inferred"}
+        assert set(c.to_dict()) == {"label", "file", "start", "end", "quote", "inferred", "copies"}
 
 
 def test_the_test_gets_the_same_queue_model_the_assistant_answers_with(resolution_settings: Settings,

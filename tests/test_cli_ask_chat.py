@@ -124,11 +124,14 @@ def test_ask_json_prints_question_answer_declined_citations_sources_and_timings(
     assert data["citations"]
     corpus = built[0]
     for c in data["citations"]:
-        assert set(c) == {"label", "file", "start", "end", "quote", "inferred"}
+        assert set(c) == {"label", "file", "start", "end", "quote", "inferred", "copies"}
         assert c["quote"] == (corpus / c["file"]).read_text(encoding="utf-8")[c["start"]:c["end"]]
         assert f"[{c['label']}]" in data["answer"]
     assert all({"file", "start", "end", "text"} <= set(s) for s in data["sources"])
     assert data["timings"]["total_s"] >= 0
+    record = data["provenance"]
+    assert record["index_fingerprint"] and record["model"] == "fake:extractive" and len(record["prompts_sha256"]) == 64
+    assert set(record["files"]) == {c["file"] for c in data["citations"]} and all(record["files"].values())
 
 
 def test_ask_prints_the_answer_then_each_citation_with_file_span_and_quote(env) -> None:

@@ -18,7 +18,7 @@ from assistant.store import fingerprint, locate
 from conftest import SAMPLE_ARTICLES
 
 runner = CliRunner()
-REPORT_KEYS = ["added", "updated", "removed", "unchanged", "chunks", "skipped"]
+REPORT_KEYS = ["added", "updated", "removed", "unchanged", "chunks", "skipped", "copy_groups"]
 BAR_CHARACTERS = ("━", "█", "▏", "%|", "\r", "\x1b[")
 
 
@@ -55,7 +55,7 @@ def test_second_index_run_reports_everything_unchanged(cli_env: pytest.MonkeyPat
     first = json.loads(invoke("index", str(corpus), "--json").output)
     again = json.loads(invoke("index", str(corpus), "--json").output)
     assert again == {"added": 0, "updated": 0, "removed": 0, "unchanged": 5, "chunks": first["chunks"],
-                     "skipped": []}
+                     "skipped": [], "copy_groups": []}  # the five sample articles are five stories
 
 
 def test_index_without_path_uses_the_sample_corpus(clean_env: pytest.MonkeyPatch, index_dir: Path) -> None:

@@ -372,7 +372,7 @@ def test_killed_run_leaves_previous_index_usable_and_next_run_completes(
     report = json.loads(rerun.stdout)
     fresh = build_index(corpus, settings=settings.with_(index_dir=str(tmp_path / "fresh")))
     assert report == {"added": 65 - len(committed), "updated": 0, "removed": 0, "unchanged": len(committed),
-                      "chunks": fresh.chunks, "skipped": []}
+                      "chunks": fresh.chunks, "skipped": [], "copy_groups": fresh.copy_groups}
     assert len(rows(settings)) == fresh.chunks
 
 

@@ -1,0 +1,490 @@
+"""`assistant serve`: the HTTP API through the real `openai` client and raw HTTP, the model lock, errors,
+the token, discovery through server.json, a server killed mid-answer, and `ask`/`chat` routed to it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import openai
+import pytest
+from typer.testing import CliRunner
+
+import assistant.server as server_mod
+from assistant.backends import get_llm
+from assistant.cli import app
+from assistant.client import ask_via_server, find_server, health
+from assistant.errors import (BackendUnavailableError, ConfigError, IndexNotBuiltError, InputError,
+                              ServerError)
+from assistant.indexing import build_index
+from assistant.server import AssistantServer, is_loopback, make_server
+from assistant.settings import Settings
+from assistant.types import Answer
+from caches import clear_process_caches
+
+REPO = Path(__file__).resolve().parent.parent
+ASTELLAS_Q = "Which pharmaceutical firm employed the senior employee detained in Beijing in March?"
+UNANSWERABLE_Q = "Who won the Olympic gold medal for Brazil?"
+HAYASHI_Q = "What did Foreign Minister Yoshimasa Hayashi announce on Friday?"
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Offline settings (fake embedder and model) over a temp copy of the sample corpus, index built."""
+    root = tmp_path_factory.mktemp("serve")
+    shutil.copytree(REPO / "articles", root / "articles")
+    settings = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
+                                 embedder="fake:hash", llm="fake:extractive")
+    build_index(settings.corpus_dir, settings=settings)
+    return settings
+
+
+def _running(settings: Settings, token: str = "") -> Iterator[AssistantServer]:
+    clear_process_caches()
+    server = make_server(settings, port=0, token=token)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        clear_process_caches()
+
+
+@pytest.fixture
+def server(built: Settings) -> Iterator[AssistantServer]:
+    """A server without a token, in a thread on a free port."""
+    yield from _running(built)
+
+
+@pytest.fixture
+def token_server(built: Settings) -> Iterator[AssistantServer]:
+    """A server that requires TOKEN."""
+    yield from _running(built, TOKEN)
+
+
+def _post(url: str, path: str, body: bytes | dict[str, Any], token: str = "",
+          method: str = "POST") -> tuple[int, dict[str, Any]]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=data if method == "POST" else None, headers=headers)
+    response = conn.getresponse()
+    status, raw = response.status, response.read()
+    conn.close()
+    return status, json.loads(raw)
+
+
+def _client(url: str, token: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key=token, max_retries=0, timeout=30)
+
+
+# -- the OpenAI-compatible endpoint ------------------------------------------------------------------
+
+def test_openai_client_gets_the_checked_answer_with_citations(server: AssistantServer) -> None:
+    resp = _client(server.url).chat.completions.create(model="anything", messages=[
+        {"role": "user", "content": ASTELLAS_Q}])
+    assert resp.object == "chat.completion" and resp.model == "fake:extractive"
+    assert "Astellas" in resp.choices[0].message.content and resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None and resp.usage.prompt_tokens > 0
+    extra = resp.model_extra or {}
+    assert extra["citations"] and extra["citations"][0]["file"].startswith("001_")
+    assert {"label", "file", "start", "end", "quote", "inferred"} <= set(extra["citations"][0])
+    assert extra["assistant"]["declined"] is False and extra["assistant"]["sources"]
+
+
+def test_openai_client_streams_the_same_answer_then_citations(server: AssistantServer) -> None:
+    client = _client(server.url)
+    whole = client.chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
+    chunks = list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}],
+                                                 stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == whole.choices[0].message.content
+    assert len([c for c in chunks if c.choices[0].delta.content]) > 1  # word groups, not one blob
+    last = chunks[-1]
+    assert last.choices[0].finish_reason == "stop"
+    assert (last.model_extra or {})["citations"] == (whole.model_extra or {})["citations"]
+    assert (last.model_extra or {})["assistant"]["declined"] is False
+
+
+def test_a_declined_question_is_the_decline_text_with_its_reason(server: AssistantServer) -> None:
+    resp = _client(server.url).chat.completions.create(model="m", messages=[
+        {"role": "user", "content": UNANSWERABLE_Q}])
+    extra = resp.model_extra or {}
+    assert resp.choices[0].message.content.startswith("The articles don't say.")
+    assert extra["assistant"]["declined"] is True and extra["assistant"]["decline_reason"]
+    assert extra["citations"] == []
+
+
+def test_the_stream_is_chunked_and_sends_keep_alives_while_the_answer_is_made(
+        server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_mod, "KEEPALIVE_S", 0.05)
+    real = server.answer
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.4)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "answer", slow)
+    conn = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=30)
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(
+        {"messages": [{"role": "user", "content": ASTELLAS_Q}], "stream": True}))
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Transfer-Encoding") == "chunked"
+    assert response.getheader("Content-Type").startswith("text/event-stream")
+    body = response.read().decode()
+    conn.close()
+    role, keep_alive, done = (body.index('"role": "assistant"'), body.index(": keep-alive"),
+                              body.index("data: [DONE]"))
+    assert role < keep_alive < body.index("Astellas") < done
+
+
+def test_earlier_turns_become_the_history_the_follow_up_is_rewritten_with(server: AssistantServer) -> None:
+    model = get_llm(server.settings)
+    model.requests.clear()
+    first = _client(server.url).chat.completions.create(model="m", messages=[
+        {"role": "user", "content": ASTELLAS_Q}])
+    follow = "When was that employee detained?"
+    resp = _client(server.url).chat.completions.create(model="m", messages=[
+        {"role": "system", "content": "ignored"},
+        {"role": "user", "content": ASTELLAS_Q},
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": follow}])
+    rewrites = [m[-1]["content"] for m in model.requests if m[-1]["content"].startswith("Rewrite")]
+    assert len(rewrites) == 1 and ASTELLAS_Q in rewrites[0] and "Astellas Pharma" in rewrites[0]
+    assert follow in rewrites[0]
+    assert (resp.model_extra or {})["assistant"]["question"] == follow
+
+
+def test_v1_models_lists_the_one_model(server: AssistantServer) -> None:
+    assert [m.id for m in _client(server.url).models.list()] == ["fake:extractive"]
+
+
+# -- /v1/ask and /healthz -----------------------------------------------------------------------------
+
+def test_v1_ask_returns_the_answer_json_and_applies_filters(server: AssistantServer) -> None:
+    status, body = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})
+    assert status == 200 and "Astellas" in body["answer"] and not body["declined"]
+    assert {"question", "citations", "sources", "verdicts", "timings", "decline_reason"} <= set(body)
+    assert Answer.from_dict(body).to_dict() == body  # the client rebuilds exactly what was sent
+    status, body = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q, "files": ["004_749f0bb3dcd254b9.txt"]})
+    assert status == 200 and {s["file"] for s in body["sources"]} <= {"004_749f0bb3dcd254b9.txt"}
+    status, body = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q, "since": "yesterday"})
+    assert status == 400 and "is not a date" in body["error"]["message"]
+
+
+def test_ask_via_server_rebuilds_the_answer(server: AssistantServer) -> None:
+    answer = ask_via_server(server.url, ASTELLAS_Q)
+    assert "Astellas" in answer.answer and answer.citations[0].file.startswith("001_")
+    assert answer.verdicts and answer.verdicts[0].name
+    with pytest.raises(InputError, match="is not a date"):
+        ask_via_server(server.url, ASTELLAS_Q, since="yesterday")
+
+
+def test_healthz_reports_the_model_and_index_without_waiting_for_the_model(server: AssistantServer) -> None:
+    with server.lock:  # a long answer in progress
+        status = health(server.url, timeout=2)
+    assert status["status"] == "ok" and status["model"] == "fake:extractive" and status["busy"] is True
+    assert status["fingerprint"] and status["fingerprint"] in status["index"]
+
+
+def test_parallel_requests_queue_for_the_one_model_and_are_all_answered(
+        server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    active, peak = [0], [0]
+    real = server.assistant.ask
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(server.assistant, "ask", counted)
+    questions = [ASTELLAS_Q, UNANSWERABLE_Q] * 3
+    results: dict[int, Any] = {}
+
+    def one(n: int) -> None:
+        if n % 2:
+            results[n] = _post(server.url, "/v1/ask", {"question": questions[n]})[1]["answer"]
+        else:
+            resp = _client(server.url).chat.completions.create(model="m", messages=[
+                {"role": "user", "content": questions[n]}])
+            results[n] = resp.choices[0].message.content
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == list(range(6)) and peak[0] == 1
+    for n, text in results.items():
+        assert ("Astellas" in text) if questions[n] == ASTELLAS_Q else text.startswith("The articles don't say.")
+
+
+# -- errors and the token -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, body, status, words", [
+    ("/v1/ask", b"{not json", 400, "not valid JSON"),
+    ("/v1/ask", b"[1, 2]", 400, "JSON object"),
+    ("/v1/ask", {"question": "  "}, 400, "'question'"),
+    ("/v1/ask", {"question": 5}, 400, "'question'"),
+    ("/v1/ask", {"question": ASTELLAS_Q, "files": "001.txt"}, 400, "'files'"),
+    ("/v1/chat/completions", {"messages": []}, 400, "'messages'"),
+    ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": "hi"}]}, 400, "last message"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "'stream'"),
+    ("/v1/nothing", {}, 404, "no endpoint"),
+    ("/v1/ask", b'{"question": "' + b"x" * 1_100_000 + b'"}', 413, "over"),
+])
+def test_bad_requests_get_an_openai_shaped_error(server: AssistantServer, path: str, body: Any, status: int,
+                                                 words: str) -> None:
+    got, reply = _post(server.url, path, body)
+    assert got == status and words in reply["error"]["message"] and reply["error"]["type"]
+    assert "Traceback" not in json.dumps(reply)
+
+
+def test_a_get_on_a_post_endpoint_is_405(server: AssistantServer) -> None:
+    assert _post(server.url, "/v1/ask", b"", method="GET")[0] == 405
+
+
+def test_a_library_failure_is_a_json_error_not_a_traceback(server: AssistantServer,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(server.assistant, "ask", broken)
+    status, reply = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})
+    assert status == 500 and "secret internals" not in json.dumps(reply)
+    chunks = _client(server.url).chat.completions.create(model="m", messages=[
+        {"role": "user", "content": ASTELLAS_Q}], stream=True)
+    with pytest.raises(openai.APIError, match="internal server error"):
+        list(chunks)
+
+
+@pytest.mark.parametrize("error, status", [(IndexNotBuiltError("index not built: run `assistant index`"), 503),
+                                           (BackendUnavailableError("model server down"), 502)])
+def test_library_errors_keep_their_message_status_and_class(server: AssistantServer, monkeypatch: pytest.MonkeyPatch,
+                                                            error: Exception, status: int) -> None:
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(server.assistant, "ask", failing)
+    got, reply = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})
+    assert got == status and reply["error"]["message"] == str(error)
+    with pytest.raises(type(error), match=str(error)[:10]):
+        ask_via_server(server.url, ASTELLAS_Q)
+
+
+def test_the_token_is_required_everywhere_but_healthz(token_server: AssistantServer) -> None:
+    url = token_server.url
+    assert _post(url, "/v1/ask", {"question": ASTELLAS_Q})[0] == 401
+    status, reply = _post(url, "/v1/ask", {"question": ASTELLAS_Q}, token="wrong")
+    assert status == 401 and reply["error"]["type"] == "authentication_error"
+    assert _post(url, "/v1/models", b"", method="GET")[0] == 401
+    assert _post(url, "/v1/ask", {"question": ASTELLAS_Q}, token=TOKEN)[0] == 200
+    assert health(url)["token_required"] is True
+    with pytest.raises(openai.AuthenticationError):
+        _client(url, "wrong").chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    resp = _client(url, TOKEN).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
+    assert "Astellas" in resp.choices[0].message.content
+    with pytest.raises(ConfigError, match="ASSISTANT_SERVER_TOKEN"):
+        ask_via_server(url, ASTELLAS_Q)
+
+
+def test_a_non_loopback_host_without_a_token_is_refused(built: Settings) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("127.8.0.1") and is_loopback("::1")
+    assert is_loopback("localhost") and not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
+    with pytest.raises(ConfigError, match="--token"):
+        make_server(built, host="0.0.0.0", port=0, token="")
+    server = make_server(built, host="0.0.0.0", port=0, token=TOKEN, warm=False)
+    assert server.url.startswith("http://127.0.0.1:")
+    server.server_close()
+
+
+# -- the CLI through a server -------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, built: Settings) -> pytest.MonkeyPatch:
+    """The environment a user would set, pointing at the built index."""
+    for name in list(os.environ):
+        if name.startswith("ASSISTANT_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+    for var, value in (("ASSISTANT_CORPUS", built.corpus_dir), ("ASSISTANT_INDEX_DIR", built.index_dir),
+                       ("ASSISTANT_EMBEDDER", "fake:hash"), ("ASSISTANT_LLM", "fake:extractive")):
+        monkeypatch.setenv(var, value)
+    return monkeypatch
+
+
+def test_cli_ask_uses_the_server_in_assistant_server_url(server: AssistantServer, env: pytest.MonkeyPatch) -> None:
+    env.setenv("ASSISTANT_SERVER_URL", server.url)
+    before = server.answered
+    result = runner.invoke(app, ["ask", ASTELLAS_Q])
+    assert result.exit_code == 0, result.output
+    assert "Astellas" in result.stdout and "Sources:" in result.stdout and "[S1] 001_" in result.stdout
+    result = runner.invoke(app, ["ask", ASTELLAS_Q, "--json", "--file", "001_e2d5a160401ece19.txt"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["citations"][0]["file"] == "001_e2d5a160401ece19.txt"
+    result = runner.invoke(app, ["ask", ASTELLAS_Q, "--since", "yesterday"])
+    assert result.exit_code == InputError.exit_code and "is not a date" in result.stderr
+    assert server.answered == before + 2
+
+
+def test_cli_ask_with_another_llm_answers_in_process(server: AssistantServer, env: pytest.MonkeyPatch) -> None:
+    env.setenv("ASSISTANT_SERVER_URL", server.url)
+    before = server.answered
+    result = runner.invoke(app, ["ask", ASTELLAS_Q, "--llm", "fake:queue"])
+    assert server.answered == before and result.exit_code != 0  # the empty queue model, in this process
+
+
+def test_cli_chat_sends_the_history_to_the_server(server: AssistantServer, env: pytest.MonkeyPatch) -> None:
+    env.setenv("ASSISTANT_SERVER_URL", server.url)
+    before = server.answered
+    result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n/sources\nWhen was that employee detained?\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("Astellas") >= 2 and "[S1] 001_" in result.stdout
+    assert "  - 001_" in result.stdout  # /sources lists the last answer's passages
+    assert server.answered == before + 2
+    rewrites = [m for m in get_llm(server.settings).requests if m[-1]["content"].startswith("Rewrite")]
+    assert rewrites and ASTELLAS_Q in rewrites[-1][-1]["content"]
+
+
+def test_cli_ask_with_an_unreachable_server_url_fails_clearly(env: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env.setenv("ASSISTANT_SERVER_URL", f"http://127.0.0.1:{port}")
+    result = runner.invoke(app, ["ask", ASTELLAS_Q])
+    assert result.exit_code == ServerError.exit_code
+    assert f"127.0.0.1:{port}" in result.stderr and "assistant serve" in result.stderr
+    assert "ASSISTANT_SERVER_URL" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_stale_server_json_is_ignored(env: pytest.MonkeyPatch, built: Settings) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path = Path(built.index_dir) / "server.json"
+    try:
+        for pid in (gone.pid, os.getpid()):  # a dead process; a live one that serves nothing
+            path.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": pid, "model": "fake:extractive",
+                                        "token_required": False}))
+            assert find_server(Settings.from_env()) is None
+        result = runner.invoke(app, ["ask", ASTELLAS_Q])
+        assert result.exit_code == 0 and "Astellas" in result.stdout
+    finally:
+        path.unlink(missing_ok=True)
+
+
+# -- a real `assistant serve` process -----------------------------------------------------------------
+
+# The server process, with questions containing "slow" taking a minute (the keep-alive phase).
+SLOW_SERVE = """
+import sys, time
+import assistant.answering as answering
+real = answering.Assistant.ask
+def ask(self, question, filters=None):
+    if "slow" in question:
+        time.sleep(60)
+    return real(self, question, filters=filters)
+answering.Assistant.ask = ask
+from assistant.cli import main
+sys.argv = ["assistant", "serve", "--port", "0"]
+main()
+"""
+
+
+def _spawn(built: Settings, tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any], Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.update(ASSISTANT_CORPUS=built.corpus_dir, ASSISTANT_INDEX_DIR=built.index_dir,
+               ASSISTANT_EMBEDDER="fake:hash", ASSISTANT_LLM="fake:extractive", HF_HUB_OFFLINE="1")
+    log = tmp_path / "serve.log"
+    path = Path(built.index_dir) / "server.json"
+    path.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_SERVE], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited: {log.read_text()}")
+        if "serving on" in log.read_text():
+            return proc, json.loads(path.read_text()), log
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"server did not start: {log.read_text()}")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_serve_announces_itself_and_removes_server_json_when_stopped(
+        built: Settings, tmp_path: Path, env: pytest.MonkeyPatch, stop: signal.Signals) -> None:
+    proc, info, log = _spawn(built, tmp_path)
+    path = Path(built.index_dir) / "server.json"
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert info["pid"] == proc.pid and info["model"] == "fake:extractive" and info["token_required"] is False
+        assert f"serving on {info['url']}" in log.read_text()
+        assert find_server(Settings.from_env()) == info["url"]
+        result = runner.invoke(app, ["ask", ASTELLAS_Q, "--json"])  # found through server.json
+        assert result.exit_code == 0 and "Astellas" in json.loads(result.stdout)["answer"]
+        assert health(info["url"])["answered"] == 1
+    finally:
+        proc.send_signal(stop)
+        assert proc.wait(30) == 0
+    assert not path.exists()
+
+
+def test_a_server_killed_mid_answer_is_an_error_not_a_quiet_end(
+        built: Settings, tmp_path: Path, env: pytest.MonkeyPatch) -> None:
+    proc, info, _ = _spawn(built, tmp_path)
+    url = info["url"]
+    try:
+        stream = _client(url).chat.completions.create(model="m", stream=True, messages=[
+            {"role": "user", "content": f"slow: {ASTELLAS_Q}"}])
+        events = iter(stream)
+        assert next(events).choices[0].delta.role == "assistant"  # sent before the answer is made
+        failures: list[BaseException] = []
+
+        def ask() -> None:
+            try:
+                ask_via_server(url, f"slow: {ASTELLAS_Q}")
+            except BaseException as exc:
+                failures.append(exc)
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    with pytest.raises((httpx.HTTPError, openai.APIError)) as info_exc:
+        for _ in events:
+            pass
+    causes = [info_exc.value]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    assert any("incomplete chunked read" in str(c) for c in causes), causes
+    asking.join(30)
+    assert len(failures) == 1 and isinstance(failures[0], ServerError)
+    assert url in str(failures[0]) and "assistant serve" in str(failures[0])
+    assert find_server(Settings.from_env()) is None  # server.json is left behind, and ignored
+    (Path(built.index_dir) / "server.json").unlink(missing_ok=True)
