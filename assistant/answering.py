@@ -155,6 +155,12 @@ class Assistant:
             {"role": "user", "content": render("answer_user", sources="\n".join(lines), question=question.strip())},
         ]
 
+    def timeline(self, topic: str, since: str = "", until: str = "") -> Any:
+        """Dated events about a topic across the articles, in date order (`assistant.timeline.Timeline`)."""
+        from .timeline import build_timeline
+
+        return build_timeline(self, topic, since=since, until=until)
+
     def provenance(self, files: list[str], model_id: str) -> dict[str, Any]:
         """What a reader needs to check this answer later (`assistant verify`)."""
         from .provenance import provenance

@@ -285,6 +285,36 @@ def serve(
 
 @app.command()
 @boundary
+def timeline(
+    topic: str = typer.Argument(..., help="The story, e.g. \"seafood import ban\"."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only events on/after YYYY-MM-DD."),
+    until: Optional[str] = typer.Option(None, "--until", help="Only events on/before YYYY-MM-DD."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model."),
+    index_dir: Optional[str] = IndexDir,
+    as_json: bool = typer.Option(False, "--json", help="Print the events as a JSON list."),
+) -> None:
+    """Dated events about a topic across the articles, in date order, each with its cited quote."""
+    from .answering import Assistant
+
+    result = Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err).timeline(
+        topic, since=since or "", until=until or "")
+    if as_json:
+        typer.echo(json.dumps([e.to_dict() for e in result.events], ensure_ascii=False))
+        return
+    for e in result.events:
+        mark = " (planned)" if e.status == "planned" else ""
+        shown = e.date if e.precision == "day" else f"{e.date} ({e.precision})"
+        typer.echo(f"{shown}{mark}  {clip(e.event, 240)}")
+        for c in e.citations:
+            also = f"; also in {', '.join(c.copies)}" if c.copies else ""
+            dated = f", article of {e.article_date}" if e.article_date and c is e.citations[0] else ""
+            typer.echo(f"    [{c.file} {c.start}:{c.end}{dated}{also}]")
+    for note in result.notes:
+        typer.secho(f"Note: {note}", dim=True)
+
+
+@app.command()
+@boundary
 def verify(
     answer_file: str = typer.Argument(..., help="An answer saved with `assistant ask --json`."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Folder the answer came from (default: as recorded)."),

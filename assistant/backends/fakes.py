@@ -85,6 +85,16 @@ class FakeChatModel:
         self.choice_requests.append(messages)
         first = next((m["content"] for m in messages if m["role"] == "user"), "")
         sources = dict(_SOURCE.findall(first))
+        if "PLANNED" in options:
+            # Timeline events: about the topic when they share a content word; planned when the
+            # sentence speaks of the future (a stand-in for the model's judgment).
+            topic = re.search(r"^Timeline topic: (.+)$", first, re.M)
+            sentence = re.search(r'^Sentence from the article: "(.+)"$', first, re.M)
+            words = set(content_terms(sentence.group(1))) if sentence else set()
+            about = bool(topic and words & set(content_terms(topic.group(1))))
+            future = bool(sentence and re.search(r"\b(will|plans? to|intends? to|to visit|scheduled|expected)\b", sentence.group(1)))
+            pick = "NO" if not about else "PLANNED" if future else "HAPPENED"
+            return Choice(option=pick, probs={o: 0.9 if o == pick else 0.05 for o in options})
         if "NONE" in options:
             match = _QUESTION.search(first)
             question = set(content_terms(match.group(1))) if match else set()

@@ -1,0 +1,212 @@
+"""Cited story timelines: dated events across the articles, in date order.
+
+For a topic, the retriever's passages are split into sentences; a sentence becomes an event when
+the NER model finds a date expression in it that can be placed in time. The event date is kept
+apart from the article date: "on April 2" in an article of May 2023 is 2023-04-02, and relative
+expressions ("last month", "Wednesday", "next year") are resolved against the publication date by
+`dateparser`. Without a publication date only expressions that name their year are placed, at the
+precision they state. The chat model judges, under a grammar, whether the sentence is about the
+topic at all and whether what it reports had happened or was planned (one constrained reply per
+sentence; its probabilities are kept). Each event is its source sentence, cited verbatim with its
+offsets; the same event reported by several files (or their copies) is one event citing them all."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from .chunking import split_sentences
+from .errors import InputError
+from .prompts import render
+from .text_utils import MONTHS, content_terms
+from .types import Citation, Passage
+
+OPTIONS = ("HAPPENED", "PLANNED", "NO")
+SEARCH_CHUNKS = 16
+MIN_TOPIC_P = 0.5  # an event needs P(about the topic) = 1 - P(NO) of at least this
+PRECISIONS = ("day", "week", "month", "year")
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_ANCHORS = ("yesterday", "today", "tomorrow", "last", "next", "this", "ago", "earlier", "later")
+
+
+@dataclass
+class TimelineEvent:
+    """One dated event: its date at a stated precision, what happened, and where it is said."""
+
+    date: str  # ISO, cut to the precision: 2023-04-02, 2023-04, 2023
+    precision: str  # day, week, month or year
+    event: str
+    status: str  # happened or planned
+    citations: list[Citation] = field(default_factory=list)
+    article_date: str = ""  # publication date of the first cited article ("" when unknown)
+    date_text: str = ""  # the words the date was read from
+    p_topic: float = 0.0
+
+    @property
+    def start(self) -> date:
+        """First day of the event's period."""
+        return date.fromisoformat((self.date + "-01-01")[:10] if len(self.date) < 10 else self.date)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for `--json` output."""
+        return {"date": self.date, "precision": self.precision, "event": self.event, "status": self.status,
+                "article_date": self.article_date, "date_text": self.date_text,
+                "citations": [c.to_dict() for c in self.citations]}
+
+
+@dataclass
+class Timeline:
+    """A topic's events in date order, and what could not be placed."""
+
+    topic: str
+    events: list[TimelineEvent] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise (the CLI's `--json` prints `events` only, as a list)."""
+        return {"topic": self.topic, "events": [e.to_dict() for e in self.events], "notes": self.notes}
+
+
+def placeable(expression: str, has_base: bool) -> bool:
+    """Whether a DATE entity can be placed in time: it names a year, or (with a publication date to
+    resolve against) a month, a weekday or a relative anchor. Durations ("two years") cannot."""
+    words = set(re.findall(r"[a-z]+", expression.lower()))
+    if _YEAR.search(expression):
+        return True
+    return has_base and bool(words & (set(MONTHS) | set(_WEEKDAYS) | set(_ANCHORS)))
+
+
+def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str, str] | None:
+    """(ISO date cut to its precision, precision) for a date expression, or None when it cannot be placed.
+
+    A year named in the text wins. Otherwise the article's date is the base: a month (and day)
+    without a year is put in the year that brings it closest to the article's date ("in November"
+    in a March article is the November before, "in May" the May after); a weekday is the article's
+    own day when it matches, else the one before it (after it, for a planned event); relative words
+    ("last month", "next year") go to `dateparser` with the article's date as its base."""
+    from dateparser.date import DateDataParser
+
+    base_day = datetime.fromisoformat(article_date[:10]) if len(article_date) >= 10 else None
+    base = base_day or (datetime.fromisoformat(article_date[:7] + "-01") if len(article_date) >= 7 else None)
+    if not placeable(expression, base is not None):
+        return None
+    words = set(re.findall(r"[a-z]+", expression.lower()))
+    text = re.sub(r"^(the|on|in|at|by|from|since|until|during)\s+", "", expression.strip(), flags=re.I)
+    settings: dict[str, Any] = {"PREFER_DAY_OF_MONTH": "first", "RETURN_TIME_AS_PERIOD": True,
+                                "PREFER_DATES_FROM": "future" if planned else "past"}
+    has_year = bool(_YEAR.search(expression))
+    if not has_year and base is not None:
+        settings["RELATIVE_BASE"] = base
+        if not words & set(_ANCHORS):
+            weekday = next((n for n, d in enumerate(_WEEKDAYS) if d in words), None)
+            if weekday is not None and not words & set(MONTHS):
+                if base_day is None:
+                    return None
+                shift = (weekday - base_day.weekday()) % 7
+                when = base_day if shift == 0 else base_day + timedelta(days=shift if planned else shift - 7)
+                return when.strftime("%Y-%m-%d"), "day"
+    data = DateDataParser(languages=["en"], settings=settings).get_date_data(text)
+    if data is None or data.date_obj is None:
+        year = _YEAR.search(expression)  # "the summer of 2022": at least its year
+        return (year.group(1), "year") if year else None
+    when, period = data.date_obj, data.period or "day"
+    period = "day" if period == "time" else period
+    if not has_year and base is not None and words & set(MONTHS) and not words & set(_ANCHORS):
+        candidates = [when.replace(year=y) for y in (base.year - 1, base.year, base.year + 1)
+                      if not (when.month == 2 and when.day == 29)]
+        when = min(candidates, key=lambda c: (abs((c - base).days), c < base if planned else c > base))
+    if base_day is None and not has_year and period in ("day", "week") and not words & set(MONTHS):
+        return None  # "yesterday" in an article dated only to its month
+    if period == "week":
+        monday = when - timedelta(days=when.weekday())
+        return monday.strftime("%Y-%m-%d"), "week"
+    fmt = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}.get(period, "%Y-%m-%d")
+    return when.strftime(fmt), period if period in PRECISIONS else "day"
+
+
+def _overlaps(event: TimelineEvent, since: str, until: str) -> bool:
+    from .retrieval import _period_end
+    from .loaders import date_to_epoch
+
+    start = date_to_epoch(event.date)
+    end = _period_end(event.date)
+    if since and end < date_to_epoch(since):
+        return False
+    if until and start > _period_end(until):
+        return False
+    return True
+
+
+def _same_event(a: TimelineEvent, b: TimelineEvent) -> bool:
+    if (a.date, a.precision, a.status) != (b.date, b.precision, b.status):
+        return False
+    x, y = set(content_terms(a.event)), set(content_terms(b.event))
+    return len(x & y) / max(1, len(x | y)) >= 0.5 or bool({c.file for c in a.citations} & {
+        f for c in b.citations for f in (c.file, *c.copies)})
+
+
+def build_timeline(assistant: Any, topic: str, since: str = "", until: str = "") -> Timeline:
+    """The dated events of a topic across the indexed articles (see the module docstring)."""
+    from .backends import get_llm
+    from .backends.ner import entities
+    from .retrieval import Filters
+
+    topic = topic.strip()
+    if not topic:
+        raise InputError("the topic is empty: name a story, e.g. `assistant timeline \"seafood import ban\"`")
+    Filters(date_from=since, date_to=until)  # the same date checks as --since/--until elsewhere
+    passages: list[Passage] = assistant.retriever.search(topic, k=SEARCH_CHUNKS)
+    llm = get_llm(assistant.settings)
+    timeline = Timeline(topic)
+    seen: set[tuple[str, int]] = set()
+    unplaced = 0
+    for p in passages:
+        for span in split_sentences(p.text):
+            key = (p.file, p.start + span.start)
+            if key in seen:
+                continue
+            seen.add(key)
+            sentence = p.text[span.start:span.end]
+            dates = [e for e in entities(sentence) if e.label == "DATE"]
+            if not dates or len(content_terms(sentence)) < 4:
+                continue
+            if not any(placeable(e.text, bool(p.date)) for e in dates):
+                unplaced += 1
+                continue
+            note = f"Article date: {p.date}." if p.date else "Article date: unknown."
+            choice = llm.choose([{"role": "user", "content": render(
+                "timeline_event", topic=topic, article_date=note, sentence=" ".join(sentence.split()))}], OPTIONS)
+            p_topic = 1.0 - choice.probs.get("NO", 0.0)
+            if choice.option == "NO" or p_topic < MIN_TOPIC_P:
+                continue
+            planned = choice.option == "PLANNED"
+            placed = next((r for r in (resolve_date(e.text, p.date, planned) for e in dates) if r), None)
+            if placed is None:
+                unplaced += 1
+                continue
+            citation = Citation(label=f"T{len(timeline.events) + 1}", file=p.file, start=p.start + span.start,
+                                end=p.start + span.end, quote=sentence, copies=p.copies)
+            event = TimelineEvent(date=placed[0], precision=placed[1], event=" ".join(sentence.split()),
+                                  status="planned" if planned else "happened", citations=[citation],
+                                  article_date=p.date, date_text=next(e.text for e in dates), p_topic=p_topic)
+            if since or until:
+                if not _overlaps(event, since, until):
+                    continue
+            twin = next((e for e in timeline.events if _same_event(e, event)), None)
+            if twin is not None:
+                twin.citations.append(citation)
+            else:
+                timeline.events.append(event)
+    timeline.events.sort(key=lambda e: (e.start, PRECISIONS.index(e.precision), e.citations[0].file))
+    for n, e in enumerate(timeline.events, 1):
+        for c in e.citations:
+            object.__setattr__(c, "label", f"T{n}")
+    if unplaced:
+        timeline.notes.append(f"{unplaced} dated sentence{'s' if unplaced > 1 else ''} could not be placed in time "
+                              "(no year stated and no publication date to resolve against).")
+    if not timeline.events:
+        timeline.notes.append("No dated events about this topic were found in the articles.")
+    return timeline
