@@ -347,11 +347,22 @@ def eval_run(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N cases."),
     baseline: bool = typer.Option(False, "--baseline", help="Evaluate stock LlamaIndex CitationQueryEngine instead."),
     chat: Optional[str] = typer.Option(None, "--chat", help="JSONL gold conversations to run as chats too."),
+    timelines: Optional[str] = typer.Option(None, "--timelines", help="JSONL gold timelines to score instead."),
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Evaluate the assistant on a gold dataset and write a run folder under evals/runs/."""
     if ctx.invoked_subcommand is not None:
+        return
+    if timelines:
+        from .evaluate.timelines import run as run_timelines, write_report
+
+        result = run_timelines(timelines, _settings(index_dir=index_dir, llm=llm), baseline=baseline)
+        folder = write_report(result)
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "stories"}) if as_json
+                   else (folder / "report.md").read_text(encoding="utf-8"))
+        if not as_json:
+            typer.echo(f"\nrun written to {folder}")
         return
     from .evaluate.runner import run_eval
 

@@ -99,3 +99,39 @@ def test_an_undated_folder_places_only_events_that_name_their_year(tmp_path: Pat
     assert all(e.precision == "year" or e.date_text[-4:].isdigit() for e in timeline.events)
     # "the three months to December" and the like: no year, no publication date, so not placed.
     assert any("could not be placed" in n for n in timeline.notes)
+
+
+def test_timeline_scoring_matches_by_meaning_and_dates_at_the_gold_precision() -> None:
+    from assistant.backends.fakes import FakeEmbedder
+    from assistant.evaluate.timelines import Predicted, date_right, parse_listing, score
+
+    assert date_right("2023-04-02", "2023-04") and not date_right("2023", "2023-04-02")
+    gold = [{"date": "2023-04-02", "precision": "day", "event": "Hayashi met Qin Gang in Beijing.",
+             "evidence": [{"file": "000.txt", "quote": "During their meeting on April 2, Hayashi asked Qin to visit Japan"}]},
+            {"date": "2025", "precision": "year", "event": "Wang Yi is to visit Japan.", "evidence": []}]
+    predicted = [Predicted("2023-04-02", "During their meeting on April 2, Hayashi asked Qin to visit Japan."),
+                 Predicted("2024", "Wang Yi is to visit Japan."),
+                 Predicted("2019", "The economic dialogue was last held in 2019.")]
+    result = score(predicted, gold, FakeEmbedder().embed)
+    assert (result["matched"], result["predicted"], result["gold"]) == (2, 3, 2)
+    assert result["precision"] == 2 / 3 and result["recall"] == 1.0 and result["date_accuracy"] == 0.5
+    listing = parse_listing("Here are the events:\n- 2023-04-02: Hayashi met Qin.\n2025 – Wang to visit.\nno date here")
+    assert [(p.date, p.event) for p in listing] == [("2023-04-02", "Hayashi met Qin."), ("2025", "Wang to visit.")]
+
+
+def test_eval_timelines_writes_a_report(cli_env: pytest.MonkeyPatch, corpus: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.evaluate import timelines
+
+    monkeypatch.setitem(timelines.CORPORA, "sample", corpus)
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "tl-test", "corpus": "sample", "topic": TOPIC, "events": [
+        {"date": "2023-04-02", "precision": "day", "event": "Hayashi and Qin met in Beijing.", "status": "happened",
+         "evidence": [{"file": "000_ab41fa749cc5eede.txt",
+                       "quote": "During their meeting on April 2, Hayashi asked Qin to visit Japan"}]}]}) + "\n")
+    cli_env.setenv("ASSISTANT_LLM", "fake:extractive")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["eval", "--timelines", str(gold)])
+    assert result.exit_code == 0, result.output
+    assert "tl-test" in result.output and "recall 1.000" in result.output
+    assert list((tmp_path / "evals" / "runs").glob("*_timelines_*/result.json"))
