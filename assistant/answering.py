@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import datetime
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
@@ -23,7 +24,8 @@ from .injection import addresses_the_assistant
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
-from .text_utils import content_terms
+from .loaders import date_to_epoch
+from .text_utils import MONTHS, content_terms
 from .types import Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
@@ -31,6 +33,10 @@ DECLINE_TEXT = "The articles don't say."
 # One search, sliced: the first CANDIDATE_CHUNKS feed the prompt, all of them the entity check.
 CANDIDATE_CHUNKS = 6
 SEARCH_CHUNKS = 20
+# Questions about now: the newest dated candidate sentence gains this much (cosine-scale) score.
+RECENCY_WEIGHT = 0.15
+# Questions about now: a note when the newest article is older than this many days.
+STALE_DAYS = 120
 _TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
 
 MessageFn = Callable[[str], None]
@@ -122,8 +128,18 @@ class Assistant:
             terms = set(content_terms(cand.text))
             coverage = sum(w for t, w in weight.items() if t in terms) / total
             scored.append((sim + 0.5 * coverage, cand))
+        if q.current:
+            # How things stand now: newer articles count for more, and go first in the prompt.
+            epochs = [date_to_epoch(c.passage.date) for _, c in scored]
+            dated = [e for e in epochs if e]
+            if dated and max(dated) > min(dated):
+                low, span = min(dated), max(dated) - min(dated)
+                scored = [(s + (RECENCY_WEIGHT * (e - low) / span if e else 0.0), c)
+                          for (s, c), e in zip(scored, epochs)]
         scored.sort(key=lambda x: -x[0])
         chosen = [c for _, c in scored[: self.settings.max_context_sentences]]
+        if q.current:
+            chosen.sort(key=lambda c: -date_to_epoch(c.passage.date))
         return Evidence(q, group_sources(chosen, q.text), passages, searched)
 
     @staticmethod
@@ -160,6 +176,17 @@ class Assistant:
         from .timeline import build_timeline
 
         return build_timeline(self, topic, since=since, until=until)
+
+    def staleness_notes(self) -> list[str]:
+        """For a question about now: say when the folder's newest article is older than "now"."""
+        newest = self.retriever.newest_date()
+        if not newest:
+            return ["The articles carry no publication dates, so the folder cannot tell which report is the "
+                    "newest or how current this answer is."]
+        age = (datetime.now().date() - datetime.fromisoformat(newest[:10].ljust(10, "-")[:7] + "-01").date()).days
+        if age > STALE_DAYS:
+            return [f"The newest article in the folder is from {newest}; anything since then is not covered."]
+        return []
 
     def provenance(self, files: list[str], model_id: str) -> dict[str, Any]:
         """What a reader needs to check this answer later (`assistant verify`)."""
@@ -316,6 +343,13 @@ class Assistant:
         answer_text = " ".join(kept)
         if q.kind == "when":
             judged.notes.extend(undated_notes(answer_text, evidence.sources))
+        if q.current:
+            answer_text, earlier = as_of(answer_text, resolution.citations, evidence.sources, judged,
+                                         self.settings.conflict_min_p)
+            if earlier:
+                answer_text += " " + " ".join(sentence for sentence, _ in earlier)
+            added.extend(earlier)
+            judged.notes.extend(self.staleness_notes())
         timings["total_s"] = time.perf_counter() - t0
         citations = [c for c in resolution.citations if f"[{c.label}]" in answer_text]
         citations += [c for _, c in added if c not in citations]
@@ -426,6 +460,45 @@ def other_values(disagreement: checks.Disagreement, answer: str,
                             quote=quote)
         out.append((f'Another source differs: "{" ".join(quote.split())}" [{label}].', citation))
     return out
+
+
+def as_of(answer: str, citations: list[Citation], sources: list[Source], judged: Judged,
+          min_p: float) -> tuple[str, list[tuple[str, Citation]]]:
+    """For a question about now: open with the date the answer is true as of (its newest cited
+    article), and quote what an older article the gate also found answer-bearing said instead."""
+    dates = {s.label: s.date for s in sources}
+    cited = [c for c in citations if f"[{c.label}]" in answer and dates.get(c.label)]
+    if not cited:
+        return answer, []
+    newest = max(cited, key=lambda c: date_to_epoch(dates[c.label]))
+    when = dates[newest.label]
+    text = f"As of {human_date(when)} [{newest.label}]: {answer}"
+    earlier: list[tuple[str, Citation]] = []
+    probs = judged.gate.probs if judged.gate is not None else {}
+    cited_terms = set(content_terms(" ".join(c.quote for c in cited)))
+    for s in sources:
+        if not s.date or date_to_epoch(s.date) >= date_to_epoch(when) or f"[{s.label}]" in text:
+            continue
+        if probs.get(s.label.lstrip("S"), 0.0) < min_p:
+            continue
+        mine = set(content_terms(s.text))
+        if len(mine & cited_terms) / max(1, len(mine | cited_terms)) >= 0.5:
+            continue  # the older article says the same
+        quote = s.text
+        citation = Citation(label=s.label, file=s.file, start=s.start, end=s.end, quote=quote)
+        earlier.append((f'Earlier, in {human_date(s.date)}, an article said: "{" ".join(quote.split())}" [{s.label}].',
+                        citation))
+        break
+    return text, earlier
+
+
+def human_date(iso: str) -> str:
+    """2024-12-25 -> 25 December 2024; 2023-05 -> May 2023; 2023 -> 2023."""
+    parts = iso.split("-")
+    if len(parts) >= 2 and parts[1].isdigit():
+        month = MONTHS[int(parts[1]) - 1].capitalize()
+        return f"{int(parts[2])} {month} {parts[0]}" if len(parts) == 3 and parts[2].isdigit() else f"{month} {parts[0]}"
+    return iso
 
 
 def undated_notes(answer: str, sources: list[Source]) -> list[str]:

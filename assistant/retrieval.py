@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
@@ -45,6 +46,20 @@ class Filters:
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+# An editor's note that a story was revised: "Correction:", "Update:", "Updated:", "Clarification:".
+_REVISED = re.compile(r"^\W*(correction|update|updated|clarification)\b", re.I | re.M)
+
+
+def _supersedes(new: Passage, old: Passage) -> bool:
+    """True when `new` is a later version of the same text: dated later, or marked as revised."""
+    from .loaders import date_to_epoch
+
+    a, b = date_to_epoch(new.date), date_to_epoch(old.date)
+    if a and b and a != b:
+        return a > b
+    return bool(_REVISED.search(new.text)) and not _REVISED.search(old.text)
 
 
 def _jaccard(a: set[str], b: set[str]) -> float:
@@ -199,14 +214,18 @@ class Retriever:
         for p in passages:
             rep = state.group_of.get(p.file)
             mine = set(content_terms(p.text))
-            if rep is not None and self.settings.group_copies and any(
-                    state.group_of.get(q.file) == rep and q.file != p.file and _jaccard(mine, seen) >= 0.5
-                    for q, seen in zip(kept, terms)):
-                continue
             if rep is not None:
                 p = replace(p, copies=tuple(f for f in state.groups[rep] if f != p.file))
-            kept.append(p)
-            terms.append(mine)
+            twin = next((n for n, (q, seen) in enumerate(zip(kept, terms)) if rep is not None
+                         and self.settings.group_copies and state.group_of.get(q.file) == rep
+                         and q.file != p.file and _jaccard(mine, seen) >= 0.5), None)
+            if twin is None:
+                kept.append(p)
+                terms.append(mine)
+            elif _supersedes(p, kept[twin]):
+                # An updated version (newer, or marked as corrected) takes its copy's slot and rank.
+                kept[twin] = replace(p, score=kept[twin].score)
+                terms[twin] = mine
         return kept
 
     def _server_hybrid(self) -> bool:
@@ -269,6 +288,16 @@ class Retriever:
     def _passage(cid: str, text: str, m: dict[str, Any], score: float) -> Passage:
         return Passage(file=m["file"], start=int(m["start"]), end=int(m["end"]), text=text, score=score,
                        chunk_id=cid, title=m.get("title", ""), date=m.get("date", ""))
+
+    def newest_date(self) -> str:
+        """Publication date of the newest dated chunk (from the keyword index), or "" when none is dated."""
+        from datetime import datetime, timezone
+
+        kw = self._current().keyword
+        if kw is None or not kw.size:
+            return ""
+        newest = int(kw.epochs.max())
+        return datetime.fromtimestamp(newest, tz=timezone.utc).strftime("%Y-%m-%d") if newest > 0 else ""
 
     def all_chunks(self) -> list[Passage]:
         """Every live chunk of the index, read from the store in batches (evaluation only)."""

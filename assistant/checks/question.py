@@ -34,6 +34,12 @@ _KINDS = (
 )
 
 
+# Questions about the present state of things: English tense and time words (grammar of the
+# question language, not words of any corpus). "Has China lifted the ban?", "Who is minister now?"
+_CURRENT = re.compile(r"\b(latest|now|currently|current|still|yet|so far|to date|these days|most recent|"
+                      r"at present|any ?more|nowadays)\b|" + _OPEN + r"(has|have)\b", re.I)
+
+
 @dataclass(frozen=True)
 class Question:
     """A question as every check reads it."""
@@ -54,6 +60,12 @@ class Question:
     def topics(self) -> tuple[str, ...]:
         """Names the question is about (people, organisations, places, events), as written."""
         return tuple(dict.fromkeys(e.text for e in self.entities if e.label in TOPICAL))
+
+    @property
+    def current(self) -> bool:
+        """True for a question about how things stand now (the newest evidence should win); a
+        question that names its own date is about that date instead."""
+        return bool(_CURRENT.search(self.text)) and not self.dates
 
     @property
     def dates(self) -> tuple[str, ...]:
