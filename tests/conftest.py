@@ -58,6 +58,18 @@ def settings(corpus: Path, index_dir: Path) -> Settings:
                              embedder="fake:hash")
 
 
+def built_sample(tmp_path_factory: pytest.TempPathFactory, name: str) -> Settings:
+    """Offline settings (fake embedder, fake:extractive model) over a temp copy of the sample, indexed once."""
+    from assistant.indexing import build_index
+
+    root = tmp_path_factory.mktemp(name)
+    shutil.copytree(SAMPLE_ARTICLES, root / "articles")
+    settings = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
+                                 embedder="fake:hash", llm="fake:extractive")
+    build_index(settings.corpus_dir, settings=settings)
+    return settings
+
+
 @pytest.fixture
 def cli_env(clean_env: pytest.MonkeyPatch, corpus: Path, index_dir: Path) -> pytest.MonkeyPatch:
     """Environment for CLI runs: fake embedder, temp index dir, temp corpus as the default path."""

@@ -3,17 +3,17 @@ is windowed, /reset forgets, and each turn streams text before its Answer."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+
+from conftest import built_sample
 
 from assistant.answering import Assistant, Evidence
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
 from assistant.chat import MAX_TURN_CHARS, ChatSession
 from assistant.checks import Question
-from assistant.indexing import build_index
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 from assistant.types import Answer
@@ -34,12 +34,7 @@ MET_A = "He met Chinese Foreign Minister Qin Gang [S1]."
 @pytest.fixture(scope="module")
 def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """The sample corpus indexed once with the fake embedder; the behavioural fake:extractive model."""
-    root = tmp_path_factory.mktemp("chat")
-    shutil.copytree(REPO / "articles", root / "articles")
-    s = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
-                          embedder="fake:hash", llm="fake:extractive")
-    build_index(s.corpus_dir, settings=s)
-    return s
+    return built_sample(tmp_path_factory, "chat")
 
 
 @pytest.fixture

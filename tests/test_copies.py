@@ -15,7 +15,7 @@ from assistant import copies
 from assistant.answering import Assistant
 from assistant.cli import app
 from assistant.indexing import build_index
-from assistant.retrieval import get_retriever, search
+from assistant.retrieval import search
 from assistant.settings import Settings
 from conftest import TEST_DATA
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -20,6 +19,8 @@ from typing import Any, Iterator
 import httpx
 import openai
 import pytest
+
+from conftest import built_sample
 from typer.testing import CliRunner
 
 import assistant.server as server_mod
@@ -28,7 +29,6 @@ from assistant.cli import app
 from assistant.client import ask_via_server, find_server, health
 from assistant.errors import (BackendUnavailableError, ConfigError, IndexNotBuiltError, InputError,
                               ServerError)
-from assistant.indexing import build_index
 from assistant.server import AssistantServer, is_loopback, make_server
 from assistant.settings import Settings
 from assistant.types import Answer
@@ -44,12 +44,7 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Offline settings (fake embedder and model) over a temp copy of the sample corpus, index built."""
-    root = tmp_path_factory.mktemp("serve")
-    shutil.copytree(REPO / "articles", root / "articles")
-    settings = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
-                                 embedder="fake:hash", llm="fake:extractive")
-    build_index(settings.corpus_dir, settings=settings)
-    return settings
+    return built_sample(tmp_path_factory, "serve")
 
 
 def _running(settings: Settings, token: str = "") -> Iterator[AssistantServer]:
