@@ -310,6 +310,7 @@ class Assistant:
         resolution = resolve(text, evidence.sources, embed=None, question=question)
         t2 = time.perf_counter()
         kept: list[str] = []
+        refused: list[str] = []
         seen: set[str] = set()
         for sentence in resolution.cited_sentences:
             key = " ".join(strip_labels(sentence).lower().split())
@@ -322,6 +323,7 @@ class Assistant:
                                            self.settings.support_min)
                 judged.verdicts.append(verdict)
                 if not verdict.passed:
+                    refused.append(sentence)
                     continue
             kept.append(sentence)
         timings["support_s"] = time.perf_counter() - t2
@@ -362,7 +364,7 @@ class Assistant:
             judged.notes.append(f"Confirmed by {independent} independent source{'s' if independent > 1 else ''}; "
                                 f"{carried} files carry the cited text (copies are counted once).")
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
-        withheld = [_plain(s) for s in resolution.cited_sentences if s not in kept]
+        withheld = [_plain(s) for s in refused]  # only what the support check refused
         return Answer(question=question, answer=answer_text, declined=False, citations=citations,
                       sources=sources, timings=timings, unsupported_sentences=withheld,
                       uncited_sentences=resolution.uncited, verdicts=judged.verdicts, draft=draft,

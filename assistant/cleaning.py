@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 # Bump when the rules change: the version is part of the index fingerprint.
-CLEANING_VERSION = "4"  # 4: wire datelines give the publication date
+CLEANING_VERSION = "5"  # 5: HTML pages read with trafilatura; RSS/Atom items are articles
 
 _UI_WORDS = re.compile(
     r"Icon|Chevron|Artboard|Created with Sketch|PathLayer|Path Layer|ArrowIcon|Facebook|LinkedIn|"

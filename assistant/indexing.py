@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import socket
+import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -17,7 +18,9 @@ from .backends import get_embedder
 from .chunking import chunk_text, content_hash
 from .cleaning import guess_title, keep_spans
 from .errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, StoreError
-from .loaders import METADATA_FILE, SkipFile, check_file, date_to_epoch, load_document, read_metadata
+from .feeds import FEED_SUFFIXES, feed_of
+from .loaders import (METADATA_FILE, PLAIN_KINDS, Document, SkipFile, check_file, date_to_epoch, load_documents,
+                      read_metadata)
 from .settings import Settings
 from . import keyword
 from .store import (IndexLocation, locate, manifest_version, open_collection, read_manifest, server_manifest,
@@ -35,6 +38,9 @@ class _Pending:
     file_hash: str
     chunks: list[Chunk]
     is_update: bool
+    items: dict[str, str] = field(default_factory=dict)  # feed item name -> its own hash
+    links: dict[str, str] = field(default_factory=dict)  # feed item name -> its link
+    texts: dict[str, str] = field(default_factory=dict)  # document name -> its stored text (texts/...)
 
 
 def walk_corpus(root: Path, exclude: Iterable[Path] = ()) -> Iterator[tuple[Path, str, str | None]]:
@@ -254,10 +260,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
                 seen.add(rel)
                 report.unchanged += 1
                 continue
-            doc = load_document(path, rel, settings.max_file_bytes, meta)
-            chunks = make_chunks(rel, doc.text, digest, doc.title, doc.date, settings)
-            if not chunks:
-                raise SkipFile("no article text left after cleaning")
+            item = _load_pending(path, rel, meta, digest, bool(old), settings, loc)
         except SkipFile as exc:
             reason_text = str(exc)
             if old:
@@ -270,16 +273,17 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
             report.updated += 1
         else:
             report.added += 1
-        pending.append(_Pending(rel, digest, chunks, bool(old)))
-        pending_chunks += len(chunks)
+        pending.append(item)
+        pending_chunks += len(item.chunks)
         if pending_chunks >= GROUP_CHUNKS:
             flush()
     flush()
-    removed = [rel for rel in files if rel not in seen]
+    # A feed's item entries go with their feed; they are never files of their own.
+    removed = [rel for rel, entry in files.items() if _owner(rel, entry) not in seen]
     removed_ids = [i for rel in removed for i in files[rel].get("ids", [])]
+    report.removed = sum(1 for rel in removed if _owner(rel, files[rel]) == rel)
     for rel in removed:
         del files[rel]
-    report.removed = len(removed)
     _save_manifest(loc, {**base_manifest, "files": files})
     _delete_ids(collection, removed_ids, loc)
     if removed_ids or interrupted_before:
@@ -288,10 +292,83 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         _mark_dirty(loc)
         _collect_garbage(collection, files, loc)
     _clear_dirty(loc)
+    _tidy_texts(loc, files)
     kw = ensure_keyword_index(loc, files, collection)
     report.copy_groups = [[rep] + [f for f in members if f != rep] for rep, members in sorted(kw.copy_groups().items())]
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
+
+
+def _load_pending(path: Path, rel: str, meta: dict[str, str] | None, digest: str, is_update: bool,
+                  settings: Settings, loc: IndexLocation) -> _Pending:
+    """Load and chunk one file (every item of a feed) and save the text of non-plain documents."""
+    item = _Pending(rel, digest, [], is_update)
+    for doc in load_documents(path, rel, settings.max_file_bytes, meta):
+        # A feed item's hash is its own content's, so the items a feed keeps keep their chunk ids.
+        doc_hash = digest if doc.file == rel else _doc_digest(doc)
+        chunks = make_chunks(doc.file, doc.text, doc_hash, doc.title, doc.date, settings)
+        if not chunks:
+            continue
+        item.chunks.extend(chunks)
+        if doc.file != rel:
+            item.items[doc.file], item.links[doc.file] = doc_hash, doc.link
+        if doc.kind not in PLAIN_KINDS:
+            item.texts[doc.file] = save_text(loc, doc.file, doc_hash, doc.text)
+    if not item.chunks:
+        raise SkipFile("no article text left after cleaning")
+    return item
+
+
+def _doc_digest(doc: Document) -> str:
+    return hashlib.sha256(json.dumps([doc.file, doc.title, doc.date, doc.link, doc.text]).encode()).hexdigest()
+
+
+def _owner(rel: str, entry: dict[str, Any]) -> str:
+    """The real file a manifest entry belongs to: its feed for a feed item, else itself."""
+    return entry.get("part_of") or feed_of(rel) or rel
+
+
+def _items_of(files: dict[str, Any], rel: str) -> list[str]:
+    """Names of the feed item entries a feed file owns in the manifest (none for other files)."""
+    if Path(rel).suffix.lower() not in FEED_SUFFIXES:
+        return []
+    return [name for name, entry in files.items() if name != rel and _owner(name, entry) == rel]
+
+
+def _text_path(name: str, doc_hash: str) -> str:
+    # One file per document version: a reader of the previous manifest keeps its own text.
+    key = hashlib.sha256(f"{name}\0{doc_hash}".encode("utf-8", "surrogateescape")).hexdigest()
+    return f"texts/{key}.txt"
+
+
+def save_text(loc: IndexLocation, name: str, doc_hash: str, text: str) -> str:
+    """Store the extracted text chunk offsets point into; returns its path relative to the index."""
+    rel = _text_path(name, doc_hash)
+    path = loc.root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise store_error(exc, loc) from None
+        raise
+    return rel
+
+
+def _tidy_texts(loc: IndexLocation, files: dict[str, Any]) -> None:
+    # Texts of versions the manifest no longer names (updated or removed files, killed runs).
+    folder = loc.root / "texts"
+    if not folder.is_dir():
+        return
+    keep = {_text_path(rel, entry.get("hash", "")) for rel, entry in files.items()}
+    keep |= {p for entry in files.values() for p in (entry.get("texts") or {}).values()}
+    for path in folder.iterdir():
+        if f"texts/{path.name}" not in keep:
+            path.unlink(missing_ok=True)
 
 
 def _mark_dirty(loc: IndexLocation) -> None:
@@ -372,9 +449,12 @@ def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict
     texts = [c.text for c in chunks]
     vectors = _embed_sorted(embedder, texts, settings.embed_batch_size)
     file_hash = {item.rel: item.file_hash for item in pending}
+    file_hash.update({name: h for item in pending for name, h in item.items.items()})
+    links = {name: link for item in pending for name, link in item.links.items() if link}
     metadatas = [{"file": c.file, "title": c.title, "date": c.date, "date_epoch": c.date_epoch,
                   "start": c.start, "end": c.end, "chunk_no": c.chunk_no, "content_hash": c.content_hash,
-                  "file_hash": file_hash[c.file]} for c in chunks]
+                  "file_hash": file_hash[c.file], **({"link": links[c.file]} if c.file in links else {})}
+                 for c in chunks]
     try:
         for i in range(0, len(chunks), 1000):
             collection.upsert(ids=[c.id for c in chunks[i:i + 1000]], embeddings=vectors[i:i + 1000],
@@ -389,7 +469,19 @@ def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict
         new_ids = [c.id for c in item.chunks]
         if old:
             stale.extend(i for i in old.get("ids", []) if i not in set(new_ids))
-        files[item.rel] = {"hash": item.file_hash, "ids": new_ids}
+        for name in _items_of(files, item.rel):  # a feed's previous items go with it
+            stale.extend(i for i in files.pop(name).get("ids", []) if i not in set(new_ids))
+        by_file: dict[str, list[str]] = {}
+        for c in item.chunks:
+            by_file.setdefault(c.file, []).append(c.id)
+        files[item.rel] = {"hash": item.file_hash, "ids": by_file.get(item.rel, [])}
+        if item.items:
+            # A feed: each item gets an entry of its own (what retrieval checks chunks against).
+            files[item.rel]["items"] = list(item.items)
+            for name, item_hash in item.items.items():
+                files[name] = {"hash": item_hash, "ids": by_file.get(name, []), "part_of": item.rel}
+        if item.texts:
+            files[item.rel]["texts"] = dict(item.texts)
     _save_manifest(loc, {**base_manifest, "files": files})
     _delete_ids(collection, stale, loc)
 

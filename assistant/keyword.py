@@ -78,7 +78,7 @@ class KeywordIndex:
             mask = mask & (self.epochs >= epoch_from)
         if epoch_to:
             mask = mask & (self.epochs > 0) & (self.epochs <= epoch_to)
-        scores = self.bm25.get_scores_from_ids(token_ids, weight_mask=mask.astype(np.float32))
+        scores = np.nan_to_num(self.bm25.get_scores_from_ids(token_ids, weight_mask=mask.astype(np.float32)))
         k = min(k, scores.shape[0])
         top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -175,7 +175,8 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
     if corpus:
         from bm25s.tokenization import Tokenized
 
-        bm25.index(Tokenized(ids=corpus, vocab=vocab), show_progress=False)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a corpus of token-less chunks scores 0, not NaN
+            bm25.index(Tokenized(ids=corpus, vocab=vocab), show_progress=False)
     signatures = _signatures(corpus, file_no, list(files), hashes, previous)
     lengths = np.fromiter((len(t) for t in corpus), dtype=np.int64, count=len(corpus))
     offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])

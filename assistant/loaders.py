@@ -1,4 +1,4 @@
-"""Read article files (.txt, .md, .html, .pdf) into text with title and date, or say why not."""
+"""Read article files (.txt, .md, .html, .pdf, RSS/Atom) into text with title and date, or say why not."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .feeds import FEED_SUFFIXES, feed_of, item_name, parse_feed
 from .text_utils import MONTHS
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf") + FEED_SUFFIXES
+# Kinds whose text is the file itself; others (HTML, PDF, feed items) keep a copy of their text.
+PLAIN_KINDS = ("txt", "md")
 METADATA_FILE = "metadata.json"
 
 
@@ -22,13 +25,16 @@ class SkipFile(Exception):
 
 @dataclass(frozen=True)
 class Document:
-    """A readable article: `text` is what offsets point into (the file itself for .txt/.md)."""
+    """A readable article: `text` is what offsets point into (the file itself for .txt/.md).
+
+    For a feed item `file` is "<feed file>#<key>" and `link` its web address."""
 
     file: str
     text: str
     kind: str
     title: str = ""
     date: str = ""
+    link: str = ""
 
     @property
     def date_epoch(self) -> int:
@@ -120,9 +126,20 @@ def _too_large(size: int, max_bytes: int) -> str:
     return f"larger than the size limit ({size} > {max_bytes} bytes; raise ASSISTANT_MAX_FILE_BYTES)"
 
 
-def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | None = None) -> Document:
-    """Load one file; raises SkipFile with the reason when it cannot be indexed."""
-    suffix = path.suffix.lower()
+def load_documents(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | None = None) -> list[Document]:
+    """The articles of one file: one per item of an RSS/Atom feed, else just the file's own.
+
+    Raises SkipFile with the reason when the file gives none. A feed's metadata.json date is
+    used only for items that carry no date of their own."""
+    if path.suffix.lower() not in FEED_SUFFIXES:
+        return [load_document(path, rel, max_bytes, meta)]
+    fallback = _iso((meta or {}).get("date", "")) or (meta or {}).get("date", "")
+    return [Document(file=item_name(rel, item.key), text=item.text, kind="feed", title=item.title,
+                     date=item.date or fallback, link=item.link)
+            for item in parse_feed(_read(path, max_bytes))]
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
     check_file(path, max_bytes)
     try:
         with path.open("rb") as fh:
@@ -132,14 +149,32 @@ def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | N
     if len(raw) > max_bytes:
         raise SkipFile(f"larger than the size limit (grew past {max_bytes} bytes while being read; "
                        "raise ASSISTANT_MAX_FILE_BYTES)")
+    return raw
+
+
+def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | None = None) -> Document:
+    """Load one file, or one feed item named "<feed file>#<key>"; raises SkipFile with the reason
+    when it cannot be indexed."""
+    suffix = path.suffix.lower()
+    if feed_of(rel) and not path.exists():
+        feed = path.with_name(path.name[:path.name.rindex("#")])
+        found = [d for d in load_documents(feed, feed_of(rel), max_bytes, meta) if d.file == rel]
+        if not found:
+            raise SkipFile("the feed no longer has this item")
+        return found[0]
+    if suffix in FEED_SUFFIXES:
+        raise SkipFile("an RSS/Atom feed holds several articles: read it with load_documents")
+    raw = _read(path, max_bytes)
     meta = meta or {}
     if suffix in (".html", ".htm"):
-        from .html_text import html_to_text
+        from .html_text import article_text
         try:
-            text, title, date = html_to_text(decode_text(raw))
+            text, title, date = article_text(decode_text(raw))
             date = _iso(date)
         except RecursionError:
             raise SkipFile("HTML nested too deeply to parse") from None
+        if not text.strip():
+            raise SkipFile("no article text found in the page")
         kind = "html"
     elif suffix == ".pdf":
         text, title, date = _pdf_text(raw)

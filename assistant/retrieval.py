@@ -179,6 +179,12 @@ class Retriever:
         state = self._current()
         if not state.chunks:
             return []
+        if filters.files:
+            # A feed file stands for its items ("feed.xml" -> "feed.xml#<item>").
+            wanted = set(filters.files)
+            items = tuple(name for name in state.valid if name.partition("#")[0] in wanted and "#" in name)
+            if items:
+                filters = replace(filters, files=tuple(filters.files) + items)
         if self._server_hybrid():
             return self._chroma_search(query, k, filters, state.valid)
         dense, found = self._dense(query, filters, state.valid)

@@ -130,7 +130,8 @@ class ServerManifest:
                 got = collection.get(where={"kind": "file"}, limit=self.PAGE, offset=offset,
                                      include=["documents", "metadatas"])
                 for doc, meta in zip(got["documents"], got["metadatas"]):
-                    files[meta["rel"]] = {"hash": meta["hash"], "ids": json.loads(doc)}
+                    entry = json.loads(doc)  # the whole entry (ids, and items/texts for feeds and pages)
+                    files[meta["rel"]] = entry if isinstance(entry, dict) else {"hash": meta["hash"], "ids": entry}
                 if len(got["ids"]) < self.PAGE:
                     break
                 offset += self.PAGE
@@ -152,7 +153,7 @@ class ServerManifest:
             for i in range(0, len(changed), 500):
                 part = changed[i:i + 500]
                 collection.upsert(ids=[_record_id(rel) for rel in part], embeddings=[[1.0]] * len(part),
-                                  documents=[json.dumps(files[rel]["ids"]) for rel in part],
+                                  documents=[json.dumps(files[rel]) for rel in part],
                                   metadatas=[{"kind": "file", "rel": rel, "hash": files[rel]["hash"]} for rel in part])
             for i in range(0, len(removed), 500):
                 collection.delete(ids=[_record_id(rel) for rel in removed[i:i + 500]])

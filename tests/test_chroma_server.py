@@ -185,3 +185,18 @@ def test_a_single_node_chroma_run_is_probed_for_sparse_bm25_and_bm25s_is_used(
     client = store._CLIENTS[chroma_url]
     assert "server-probe-" + locate(settings).fingerprint + "-sparse-probe" not in [c.name for c in client.list_collections()]
     assert search("seafood import ban", settings, k=1)[0].file.startswith(("003_", "004_"))
+
+
+def test_pages_and_feed_items_keep_their_manifest_entries_on_the_server(chroma_url: str, tmp_path: Path) -> None:
+    from conftest import TEST_DATA
+
+    folder = tmp_path / "web"
+    shutil.copytree(TEST_DATA / "web", folder)
+    settings = _server_settings(chroma_url, tmp_path / "machine-a", folder, "server-web")
+    build_index(folder, settings=settings)
+    files = read_manifest(locate(_server_settings(chroma_url, tmp_path / "machine-b", folder, "server-web")))["files"]
+    assert files["local_news.rss"]["items"] and all(files[i]["part_of"] == "local_news.rss"
+                                                      for i in files["local_news.rss"]["items"])
+    assert files["harbour_bridge.html"]["texts"]
+    again = build_index(folder, settings=settings)
+    assert again.added == again.updated == again.removed == 0
