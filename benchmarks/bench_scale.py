@@ -183,7 +183,15 @@ def main() -> None:
     parser.add_argument("--synthetic-chunks", default="1000000")
     parser.add_argument("--work", default="/tmp/assistant-scale")
     parser.add_argument("--out", default="")
+    parser.add_argument("--probe-only", action="store_true",
+                        help="only re-measure cold start, warm search and RSS on the indexes already in --work")
     args = parser.parse_args()
+    if args.probe_only:
+        probes = {p.name: _probe(p) for p in sorted(Path(args.work).glob("index-*")) if p.is_dir()}
+        print(json.dumps({"load_avg": os.getloadavg()[0], "probes": probes}, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps({"load_avg": os.getloadavg()[0], "probes": probes}, indent=1) + "\n")
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
