@@ -450,9 +450,12 @@ def other_values(disagreement: checks.Disagreement, answer: str,
     by_label = {s.label: s for s in sources}
     out = []
     low = answer.lower()
+    cited = set(LABEL.findall(answer))
     for label, values in disagreement.values.items():
         if all(v.lower() in low for v in values):
             continue  # the answer already gives this source's value
+        if label.lstrip("S") in cited or label in cited:
+            continue  # a source the answer cites is not "another source"
         source = by_label[label]
         span = next((sp for sp in split_sentences(source.text)
                      if any(v in source.text[sp.start:sp.end] for v in values)), None)

@@ -206,7 +206,7 @@ def build_timeline(assistant: Any, topic: str, since: str = "", until: str = "")
             object.__setattr__(c, "label", f"T{n}")
     if unplaced:
         timeline.notes.append(f"{unplaced} dated sentence{'s' if unplaced > 1 else ''} could not be placed in time "
-                              "(no year stated and no publication date to resolve against).")
+                              "(no year stated, and no publication date precise enough to resolve it against).")
     if not timeline.events:
         timeline.notes.append("No dated events about this topic were found in the articles.")
     return timeline

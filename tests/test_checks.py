@@ -230,3 +230,15 @@ def test_names_in_two_sources_are_not_taken_for_a_disagreement() -> None:
     b = "Hayashi and Qin Gang are likely to discuss the detained businessman."
     sources = [Source("S1", "000.txt", 0, len(a), a), Source("S2", "001.txt", 0, len(b), b)]
     assert disagreement(q, sources, Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1}), min_p=0.15) is None
+
+
+def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
+    from assistant.answering import other_values
+    from assistant.checks.rules import Disagreement
+
+    sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
+               Source("S2", "b.txt", 0, 50, "He intends to meet his counterpart on April 1.")]
+    found = Disagreement({"S1": ("April 2",), "S2": ("April 1", "2019")})
+    added = other_values(found, "They met on April 1 [S2].", sources)
+    assert [c.label for _, c in added] == ["S1"]  # S2 is cited: not "another source"
+    assert added[0][0].startswith('Another source differs: "The ministers met on April 2')
