@@ -155,13 +155,13 @@ def write_section(section: str) -> None:
 
 
 def main() -> None:
+    global HEADING
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=3000, help="about how many chunks to generate")
     parser.add_argument("--corpus", default="", help="index this folder (e.g. ../shared/corpora/bbc) instead of a generated one")
     parser.add_argument("--skip-raw", action="store_true", help="skip (a), the raw encode (it doubles the run time)")
     parser.add_argument("--write", action="store_true", help=f"update the '{HEADING}' section of {RESULTS.name}")
     args = parser.parse_args()
-    global HEADING
     if args.corpus:
         HEADING = f"## Indexing a real folder ({Path(args.corpus).name})"
 

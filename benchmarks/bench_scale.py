@@ -131,7 +131,7 @@ def files_run(chunks: int, work: Path) -> dict:
     return result
 
 
-def synthetic_run(chunks: int, work: Path) -> dict:
+def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
     """Write `chunks` synthetic chunks straight into Chroma, then build manifest and keyword index."""
     import numpy as np
 
@@ -141,7 +141,8 @@ def synthetic_run(chunks: int, work: Path) -> dict:
     from assistant.store import locate, open_collection, write_json_atomic, manifest_version
 
     index_dir = work / f"index-synthetic-{chunks}"
-    shutil.rmtree(index_dir, ignore_errors=True)
+    if not reuse:
+        shutil.rmtree(index_dir, ignore_errors=True)
     settings = Settings.from_env(environ={}, index_dir=str(index_dir), embedder="fake:hash")
     loc = locate(settings)
     sentences = [s for text in _articles() for s in re.split(r"(?<=[.!?])\s+", text) if len(s) > 40]
@@ -151,7 +152,10 @@ def synthetic_run(chunks: int, work: Path) -> dict:
     files: dict[str, dict] = {}
     batch = 5000
     t = time.perf_counter()
-    for start in range(0, chunks, batch):
+    written = collection.count() if reuse else 0  # --reuse: keep the chunks an interrupted run wrote
+    if reuse:
+        chunks = written - written % 4
+    for start in range(written if reuse else 0, chunks, batch):
         size = min(batch, chunks - start)
         ids = [f"c{n:09d}" for n in range(start, start + size)]
         texts = [" ".join(rng.choice(sentences) for _ in range(5))[:700] for _ in ids]
@@ -164,6 +168,9 @@ def synthetic_run(chunks: int, work: Path) -> dict:
             metas.append({"file": rel, "title": rel, "date": "", "date_epoch": 0, "start": 0, "end": len(texts[n - start]),
                           "chunk_no": n % 4, "content_hash": "", "file_hash": f"h{n // 4}"})
         collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metas)
+    for n in range(0, chunks if reuse else 0):
+        rel = f"synthetic/{n // 4:07d}.txt"
+        files.setdefault(rel, {"hash": f"h{n // 4}", "ids": []})["ids"].append(f"c{n:09d}")
     store_s = time.perf_counter() - t
     write_json_atomic(loc.manifest_path, {"fingerprint": loc.fingerprint, "embedder": settings.embedder,
                                           "files": files, "version": manifest_version(files)})
@@ -171,7 +178,7 @@ def synthetic_run(chunks: int, work: Path) -> dict:
     shutil.rmtree(keyword_root(loc.root), ignore_errors=True)
     ensure_keyword_index(loc, files, collection)
     keyword_s = time.perf_counter() - t
-    result = {"mode": "synthetic", "chunks": chunks, "chroma_write_s": store_s,
+    result = {"mode": "synthetic", "chunks": chunks, "chroma_write_s": store_s, "reused_store": reuse,
               "keyword_rebuild_from_store_s": keyword_s}
     result.update(_probe(index_dir))
     return result
@@ -183,6 +190,8 @@ def main() -> None:
     parser.add_argument("--synthetic-chunks", default="1000000")
     parser.add_argument("--work", default="/tmp/assistant-scale")
     parser.add_argument("--out", default="")
+    parser.add_argument("--reuse", action="store_true",
+                        help="synthetic: keep the chunks already written by an interrupted run and index those")
     parser.add_argument("--probe-only", action="store_true",
                         help="only re-measure cold start, warm search and RSS on the indexes already in --work")
     args = parser.parse_args()
@@ -200,7 +209,7 @@ def main() -> None:
         results["runs"].append(files_run(n, work))
         print(json.dumps(results["runs"][-1]), flush=True)
     for n in [int(x) for x in args.synthetic_chunks.split(",") if x]:
-        results["runs"].append(synthetic_run(n, work))
+        results["runs"].append(synthetic_run(n, work, reuse=args.reuse))
         print(json.dumps(results["runs"][-1]), flush=True)
     results["load_avg_end"] = os.getloadavg()[0]
     if args.out:
