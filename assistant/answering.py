@@ -454,7 +454,7 @@ def other_values(disagreement: checks.Disagreement, answer: str,
     for label, values in disagreement.values.items():
         if all(v.lower() in low for v in values):
             continue  # the answer already gives this source's value
-        if label.lstrip("S") in cited or label in cited:
+        if label.lstrip("S") in cited:
             continue  # a source the answer cites is not "another source"
         source = by_label[label]
         span = next((sp for sp in split_sentences(source.text)

@@ -387,10 +387,14 @@ def _clear_dirty(loc: IndexLocation) -> None:
         pass
 
 
-def stored_chunks(collection: Any, files: dict[str, Any], loc: IndexLocation,
+def manifest_ids(files: dict[str, Any]) -> list[str]:
+    """Every chunk id the manifest names, in its order."""
+    return [i for entry in files.values() for i in entry.get("ids", [])]
+
+
+def stored_chunks(collection: Any, ids: list[str], loc: IndexLocation,
                   batch: int = 1000) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(id, text, metadata) of every chunk the manifest names, read from the store in batches."""
-    ids = [i for entry in files.values() for i in entry.get("ids", [])]
+    """(id, text, metadata) of these chunks, read from the store in batches."""
     for n in range(0, len(ids), batch):
         try:
             got = collection.get(ids=ids[n:n + batch], include=["documents", "metadatas"])
@@ -409,10 +413,10 @@ def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], collection: 
     collection = collection if collection is not None else open_collection(loc, create=False)
     previous = keyword.load(loc.root)
     known = previous.rows() if previous is not None else {}
-    wanted = [i for entry in files.values() for i in entry.get("ids", [])]
+    wanted = manifest_ids(files)
     missing = {i: None for i in wanted if i not in known}
     fetched = {cid: (text, meta) for cid, text, meta in
-               stored_chunks(collection, {"new": {"ids": list(missing)}}, loc)}
+               stored_chunks(collection, list(missing), loc)}
 
     def rows() -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
         for cid in wanted:
@@ -426,7 +430,7 @@ def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], collection: 
 
 
 def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation, page: int = 5000) -> None:
-    valid = {i for entry in files.values() for i in entry.get("ids", [])}
+    valid = set(manifest_ids(files))
     stray: list[str] = []
     offset = 0
     try:

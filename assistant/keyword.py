@@ -93,10 +93,6 @@ class KeywordIndex:
             out.setdefault(self.files[rep], []).append(self.files[n])
         return {rep: sorted(members) for rep, members in out.items() if len(members) > 1}
 
-    def representative_of(self) -> dict[str, str]:
-        """Each file in a copy group -> its group's representative (files without copies are left out)."""
-        return {f: rep for rep, members in self.copy_groups().items() for f in members}
-
     def rows(self) -> dict[str, int]:
         """Row number of each chunk id."""
         return {cid.decode(): n for n, cid in enumerate(self.ids)}

@@ -307,12 +307,12 @@ class Retriever:
 
     def all_chunks(self) -> list[Passage]:
         """Every live chunk of the index, read from the store in batches (evaluation only)."""
-        from .indexing import stored_chunks
+        from .indexing import manifest_ids, stored_chunks
 
         manifest = self._manifest()
         collection = open_collection(self.loc, create=False)
         return [self._passage(cid, text, meta, 0.0)
-                for cid, text, meta in stored_chunks(collection, manifest["files"], self.loc)]
+                for cid, text, meta in stored_chunks(collection, manifest_ids(manifest["files"]), self.loc)]
 
 
 _RETRIEVERS: dict[tuple, Retriever] = {}
@@ -339,5 +339,5 @@ def search(query: str, settings: Settings | None = None, k: int | None = None,
     except StoreError as exc:
         if "does not exist" in str(exc) or "NotFound" in str(exc):
             raise IndexNotBuiltError(
-                f"index not built for these settings: run `assistant index articles/`") from None
+                "index not built for these settings: run `assistant index articles/`") from None
         raise

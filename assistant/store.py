@@ -147,7 +147,7 @@ class ServerManifest:
         changed = [rel for rel, entry in files.items() if old.get(rel) != entry]
         removed = [rel for rel in old if rel not in files]
         collection = self._collection()
-        version = manifest_version(files)
+        version = data.get("version") or manifest_version(files)
         head = {k: v for k, v in data.items() if k != "files"} | {"version": version}
         try:
             for i in range(0, len(changed), 500):

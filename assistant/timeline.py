@@ -13,7 +13,7 @@ offsets; the same event reported by several files (or their copies) is one event
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -202,8 +202,7 @@ def build_timeline(assistant: Any, topic: str, since: str = "", until: str = "")
                 timeline.events.append(event)
     timeline.events.sort(key=lambda e: (e.start, PRECISIONS.index(e.precision), e.citations[0].file))
     for n, e in enumerate(timeline.events, 1):
-        for c in e.citations:
-            object.__setattr__(c, "label", f"T{n}")
+        e.citations = [replace(c, label=f"T{n}") for c in e.citations]
     if unplaced:
         timeline.notes.append(f"{unplaced} dated sentence{'s' if unplaced > 1 else ''} could not be placed in time "
                               "(no year stated, and no publication date precise enough to resolve it against).")
