@@ -152,10 +152,13 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
     files: dict[str, dict] = {}
     batch = 5000
     t = time.perf_counter()
-    written = collection.count() if reuse else 0  # --reuse: keep the chunks an interrupted run wrote
-    if reuse:
-        chunks = written - written % 4
-    for start in range(written if reuse else 0, chunks, batch):
+    # --reuse: keep the chunks an interrupted run wrote (ids are deterministic) and write the rest
+    written = collection.count() if reuse else 0
+    resume_at = min(written - written % 4, chunks)
+    for n in range(resume_at):
+        rel = f"synthetic/{n // 4:07d}.txt"
+        files.setdefault(rel, {"hash": f"h{n // 4}", "ids": []})["ids"].append(f"c{n:09d}")
+    for start in range(resume_at, chunks, batch):
         size = min(batch, chunks - start)
         ids = [f"c{n:09d}" for n in range(start, start + size)]
         texts = [" ".join(rng.choice(sentences) for _ in range(5))[:700] for _ in ids]
@@ -168,9 +171,8 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
             metas.append({"file": rel, "title": rel, "date": "", "date_epoch": 0, "start": 0, "end": len(texts[n - start]),
                           "chunk_no": n % 4, "content_hash": "", "file_hash": f"h{n // 4}"})
         collection.upsert(ids=ids, embeddings=vectors, documents=texts, metadatas=metas)
-    for n in range(0, chunks if reuse else 0):
-        rel = f"synthetic/{n // 4:07d}.txt"
-        files.setdefault(rel, {"hash": f"h{n // 4}", "ids": []})["ids"].append(f"c{n:09d}")
+        if (start + size) % 50000 == 0:
+            print(f"{start + size} chunks, {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     store_s = time.perf_counter() - t
     write_json_atomic(loc.manifest_path, {"fingerprint": loc.fingerprint, "embedder": settings.embedder,
                                           "files": files, "version": manifest_version(files)})
@@ -178,7 +180,7 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
     shutil.rmtree(keyword_root(loc.root), ignore_errors=True)
     ensure_keyword_index(loc, files, collection)
     keyword_s = time.perf_counter() - t
-    result = {"mode": "synthetic", "chunks": chunks, "chroma_write_s": store_s, "reused_store": reuse,
+    result = {"mode": "synthetic", "chunks": chunks, "chroma_write_s": store_s, "reused_chunks": resume_at,
               "keyword_rebuild_from_store_s": keyword_s}
     result.update(_probe(index_dir))
     return result
@@ -191,7 +193,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/assistant-scale")
     parser.add_argument("--out", default="")
     parser.add_argument("--reuse", action="store_true",
-                        help="synthetic: keep the chunks already written by an interrupted run and index those")
+                        help="synthetic: keep the chunks an interrupted run already wrote and write only the rest")
     parser.add_argument("--probe-only", action="store_true",
                         help="only re-measure cold start, warm search and RSS on the indexes already in --work")
     args = parser.parse_args()
