@@ -73,8 +73,12 @@ class Judged:
     notes: list[str] = field(default_factory=list)
 
     def first_failure(self) -> Verdict | None:
-        """The verdict that declines the answer (per-sentence support failures only withhold)."""
-        return next((v for v in self.verdicts if not v.passed and v.name != "supported"), None)
+        """The verdict that declines the answer (per-sentence failures only withhold their sentence)."""
+        return next((v for v in self.verdicts if not v.passed and v.name not in PER_SENTENCE), None)
+
+
+# Checks that judge one sentence: a failure withholds that sentence, not the answer.
+PER_SENTENCE = frozenset({"numbers", "supported"})
 
 
 class Assistant:
@@ -318,14 +322,18 @@ class Assistant:
                 continue  # a small model sometimes repeats a sentence word for word
             seen.add(key)
             labels = [f"S{n}" for n in dict.fromkeys(LABEL.findall(sentence))]
-            if self._on("supported"):
+            refuse = False
+            if self._on("numbers"):
+                verdict = checks.numbers_found(q, _plain(sentence), evidence.sources, labels)
+                judged.verdicts.append(verdict)
+                refuse = not verdict.passed
+            # A made-up figure needs no model call, except in a traced run (every check on every sentence).
+            if self._on("supported") and (not refuse or self.trace):
                 verdict = checks.supported(llm, messages, raw, _plain(sentence), labels,
                                            self.settings.support_min)
                 judged.verdicts.append(verdict)
-                if not verdict.passed:
-                    refused.append(sentence)
-                    continue
-            kept.append(sentence)
+                refuse = refuse or not verdict.passed
+            (refused if refuse else kept).append(sentence)
         timings["support_s"] = time.perf_counter() - t2
         draft = " ".join(resolution.cited_sentences)
         if self.trace and self._on("addresses"):
@@ -334,7 +342,8 @@ class Assistant:
             judged.verdicts.append(Verdict("addresses_draft", True, v.score, v.reason))
         if not kept:
             judged.verdicts.append(Verdict("supported_any", False, 0.0,
-                                           "no sentence of the answer is stated by the source it cites"))
+                                           "no sentence of the answer is stated by the source it cites "
+                                           "(or every one gives a figure no source states)"))
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
         if self._on("addresses"):
             judged.verdicts.append(checks.addresses(q, " ".join(kept)))

@@ -12,7 +12,7 @@ from .errors import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 # The checks an answer passes (assistant/checks); any may be switched off for an ablation.
-CHECKS = ("entities", "answerable", "supported", "addresses")
+CHECKS = ("entities", "answerable", "numbers", "supported", "addresses")
 
 
 def resource_dir(name: str) -> Path:

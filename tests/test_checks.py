@@ -11,7 +11,7 @@ from assistant.answering import Assistant
 from assistant.backends import get_llm
 from assistant.backends.choice import grammar, to_choice
 from assistant.backends.fakes import QueueChatModel
-from assistant.checks import Question, addresses, disagreement, entities_found, understand
+from assistant.checks import Question, addresses, disagreement, entities_found, figures, numbers_found, understand
 from assistant.citations import Source
 from assistant.indexing import build_index
 from assistant.retrieval import Filters
@@ -169,7 +169,67 @@ def test_a_switched_off_check_is_not_run(bbc: Settings) -> None:
     model = _queue(off).enqueue("Claxton set a British record of 7.96 seconds [S1].")
     answer = Assistant(off).ask("What time did Sarah Claxton run to set the British record?")
     assert not answer.declined and model.choice_requests == []
-    assert {v.name for v in answer.verdicts} <= {"entities", "addresses"}
+    assert {v.name for v in answer.verdicts} <= {"entities", "numbers", "addresses"}
+
+
+# -- figures -------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, values", [
+    ("26,500", {26500.0}),
+    ("$1.2bn", {1.2, 1.2e9}),
+    ("1.2 billion dollars", {1.2, 1.2e9}),
+    ("two", {2.0}),
+    ("twenty-five", {25.0}),
+    ("90%", {90.0}),
+    ("three months", {3.0}),  # "m" of "months" is not a scale
+    ("someone, none", set()),
+])
+def test_figures_read_digits_number_words_and_scales(text: str, values: set[float]) -> None:
+    assert figures(text) == values
+
+
+def _source(label: str, text: str) -> Source:
+    return Source(label=label, file=f"{label}.txt", start=0, end=len(text), text=text)
+
+
+def test_a_figure_no_source_states_fails_the_numbers_check() -> None:
+    q = understand("How many passengers were booked on the cruise?")
+    sources = [_source("S1", "The cruise ship, carrying 1,800 passengers, was held at Southampton for two days.")]
+    made_up = numbers_found(q, "About 2,400 passengers were booked on the cruise.", sources)
+    assert not made_up.passed and "2,400" in made_up.reason and made_up.score == 0.0
+    # The same figure written another way, and a figure the question itself gives, are found.
+    assert numbers_found(q, "It carried 1800 passengers and was held for 2 days.", sources).passed
+    assert numbers_found(understand("Was the ship held for 5 days?"), "It was not held for 5 days.", sources).passed
+    none = numbers_found(q, "The cruise was cancelled.", sources)
+    assert none.passed and none.score is None
+    # A figure taken from a source the sentence does not cite is not found in what it cites.
+    two = [*sources, _source("S2", "Another ship carried 2,400 passengers.")]
+    assert numbers_found(q, "About 2,400 passengers were booked.", two, ["S2"]).passed
+    assert not numbers_found(q, "About 2,400 passengers were booked.", two, ["S1"]).passed
+
+
+def test_a_bbc_sentence_with_a_made_up_figure_is_withheld_without_asking_the_model(bbc: Settings) -> None:
+    model = _queue(bbc)
+    model.enqueue_choice("1", 0.9)
+    model.enqueue("Claxton set a British record of 7.96 seconds [S1]. She earned 40,000 pounds from it [S1].")
+    model.enqueue_choice("yes", 0.93)
+    answer = Assistant(bbc).ask("What time did Sarah Claxton run to set the British 60m hurdles record?")
+    assert not answer.declined
+    assert "7.96" in answer.answer and "40,000" not in answer.answer
+    assert answer.unsupported_sentences == ["She earned 40,000 pounds from it."]
+    assert [v.passed for v in answer.verdicts if v.name == "numbers"] == [True, False]
+    assert len(model.choice_requests) == 2  # the gate and one support question: none for the made-up figure
+
+
+def test_an_answer_whose_every_figure_is_made_up_is_declined_and_the_check_can_be_switched_off(bbc: Settings) -> None:
+    question = "How much prize money did Sarah Claxton win at the AAAs?"
+    _queue(bbc).enqueue_choice("1", 0.9).enqueue("Claxton won 40,000 pounds at the AAAs [S1].")
+    answer = Assistant(bbc).ask(question)
+    assert answer.declined and answer.decline_reason == "supported_any"
+    off = bbc.with_(checks_off=frozenset({"numbers"}))
+    _queue(off).enqueue_choice("1", 0.9).enqueue("Claxton won 40,000 pounds at the AAAs [S1].").enqueue_choice("yes", 0.9)
+    kept = Assistant(off).ask(question)
+    assert not kept.declined and "40,000" in kept.answer
+    assert not any(v.name == "numbers" for v in kept.verdicts)
 
 
 # -- dates ---------------------------------------------------------------------------------

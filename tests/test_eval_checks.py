@@ -35,6 +35,12 @@ def test_switching_a_check_off_re_decides_from_the_recorded_verdicts() -> None:
     two = _record(True, 0.1, [("Claxton won the AAAs title.", 0.9), ("She retired.", 0.2)], ["AAAs title"])
     assert decide(two, shipped)[1] == "Claxton won the AAAs title."
     assert decide(two, Config(frozenset({"supported"}), 0.3, 0.5))[1] == "Claxton won the AAAs title. She retired."
+    # A sentence with a made-up figure is withheld unless the numbers check is off.
+    rec = _record(True, 0.1, [("Claxton won the AAAs title.", 0.9), ("She won 40,000 pounds.", 0.9)], ["AAAs title"])
+    rec["verdicts"] += [{"name": "numbers", "passed": True, "score": None, "subject": "Claxton won the AAAs title."},
+                        {"name": "numbers", "passed": False, "score": 0.0, "subject": "She won 40,000 pounds."}]
+    assert decide(rec, shipped)[1] == "Claxton won the AAAs title."
+    assert decide(rec, Config(frozenset({"numbers"}), 0.3, 0.5))[1] == "Claxton won the AAAs title. She won 40,000 pounds."
 
 
 def test_the_gate_sweep_trades_wrong_declines_for_declined_unanswerables() -> None:
@@ -45,7 +51,7 @@ def test_the_gate_sweep_trades_wrong_declines_for_declined_unanswerables() -> No
     assert rows[0.3]["correct"] == 0.5 and rows[0.3]["wrong_decline"] == 0.5 and rows[0.3]["correct_decline"] == 1.0
     assert rows[0.5]["correct"] == 1.0 and rows[0.5]["answered_unanswerable"] == 1
     names = [tuple(r["off"]) for r in ablations(records, 0.3, 0.5)]
-    assert names[0] == () and ("answerable",) in names and len(names[-1]) == 4
+    assert names[0] == () and ("answerable",) in names and len(names[-1]) == 5
     assert fire_counts(records)["answerable"] == {"ran": 3, "failed": 2}
     assert score(records, Config(frozenset(), 0.3, 0.5))["n_unanswerable"] == 1
 
@@ -92,7 +98,7 @@ def test_a_bbc_eval_run_reports_decline_reasons_ablations_sweeps_and_chats(bbc_s
     assert chat_records[1]["standalone_question"], "the follow-up was rewritten"
     assert sum(summary["decline_reasons"].values()) == summary["n_declined"]
     assert {row["off"][0] for row in summary["ablation"] if len(row["off"]) == 1} == \
-        {"entities", "answerable", "supported", "addresses"}
+        {"entities", "answerable", "numbers", "supported", "addresses"}
     assert len(summary["sweep_gate"]) == 20 and len(summary["sweep_support"]) == 20
     markdown = (report.run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Ablation" in markdown and "## Decline reasons and checks" in markdown and "## Chat conversations" in markdown

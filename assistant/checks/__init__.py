@@ -1,6 +1,7 @@
 """Every decision about an answer, in one place.
 
 understand the question once -> entities_found (NER) -> answerable (model's P(NONE)) ->
+numbers, per sentence (NER figures found in a source) ->
 supported, per sentence (model's P(yes)) -> addresses (NER label of the answer) -> disagreement.
 Each returns a Verdict (name, passed, score, reason); thresholds are settings fitted on the dev
 split (see evals/README.md), and `Settings.checks_off` switches a check off for an ablation.
@@ -11,8 +12,8 @@ from __future__ import annotations
 from ..settings import CHECKS
 from .judge import answerable, gate_messages, supported, support_messages
 from .question import Question, question_kind, understand
-from .rules import Disagreement, addresses, disagreement, entities_found
+from .rules import Disagreement, addresses, disagreement, entities_found, figures, numbers_found
 from .verdicts import Verdict
 
 __all__ = ["CHECKS", "Disagreement", "Question", "Verdict", "addresses", "answerable", "disagreement",
-           "entities_found", "gate_messages", "question_kind", "supported", "support_messages", "understand"]
+           "entities_found", "figures", "gate_messages", "numbers_found", "question_kind", "supported", "support_messages", "understand"]

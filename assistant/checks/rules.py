@@ -14,6 +14,17 @@ from .question import Question
 from .verdicts import Verdict
 
 _NUMBER = re.compile(r"\d")
+# Entity labels whose text carries a figure an answer may state (spaCy tags ages and spans as DATE).
+NUMERIC = frozenset({"CARDINAL", "MONEY", "PERCENT", "QUANTITY", "DATE", "TIME"})
+# English number words and scale words: the grammar of numbers, not words of any corpus.
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+          "sixteen seventeen eighteen nineteen").split()
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_WORD_VALUES = {**{w: i for i, w in enumerate(_UNITS)}, **_TENS, "hundred": 100, "dozen": 12}
+_SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9,
+           "trillion": 1e12, "tn": 1e12}
+_FIGURE = re.compile(r"(\d+(?:,\d{3})*(?:\.\d+)?|(?:" + "|".join(_TENS) + r")-(?:" + "|".join(_UNITS[1:10])
+                     + r")|\b(?:" + "|".join(_WORD_VALUES) + r"))\s*(" + "|".join(_SCALES) + r")?\b", re.I)
 # Question kinds whose answers are values that can disagree across reports.
 COMPARABLE = frozenset({"when", "how_many"})
 
@@ -30,6 +41,43 @@ def entities_found(question: Question, passages: Sequence[Passage]) -> Verdict:
         names = ", ".join(f'"{t}"' for t in missing)
         return Verdict("entities", False, score, f"no retrieved passage mentions {names}")
     return Verdict("entities", True, score, "every name in the question appears in the passages")
+
+
+def figures(text: str) -> set[float]:
+    """The numeric values a text states: "26,500" and "1.2bn" and "two" and "twenty-five", each as
+    written and, with a scale word, scaled too ("1.2bn" gives 1.2 and 1.2e9)."""
+    out: set[float] = set()
+    for m in _FIGURE.finditer(text):
+        raw = m.group(1).lower()
+        if raw[0].isdigit():
+            value = float(raw.replace(",", ""))
+        elif "-" in raw:
+            tens, unit = raw.split("-")
+            value = float(_TENS[tens] + _UNITS.index(unit))
+        else:
+            value = float(_WORD_VALUES[raw])
+        out.add(round(value, 6))
+        if m.group(2):
+            out.add(round(value * _SCALES[m.group(2).lower()], 6))
+    return out
+
+
+def numbers_found(question: Question, sentence: str, sources: Sequence[Source],
+                  labels: Sequence[str] = ()) -> Verdict:
+    """Is every figure the sentence states (NER: counts, money, percentages, quantities, dates and
+    spans of time) in a source it cites (any source when it cites none), or in the question? A
+    figure found there neither was made up or taken from a source the sentence does not cite."""
+    stated = [e for e in ner.entities(re.sub(r"\[S\d+\]", " ", sentence)) if e.label in NUMERIC and figures(e.text)]
+    if not stated:
+        return Verdict("numbers", True, None, "the sentence states no figure", subject=sentence)
+    cited = [s for s in sources if s.label in labels] or list(sources)
+    known = figures(question.text).union(*(figures(s.evidence) for s in cited))
+    missing = [e.text for e in stated if not figures(e.text) & known]
+    score = 1.0 - len(missing) / len(stated)
+    if missing:
+        names = ", ".join(f'"{t}"' for t in missing)
+        return Verdict("numbers", False, score, f"no cited source states {names}", subject=sentence)
+    return Verdict("numbers", True, score, "every figure it states is in a source it cites", subject=sentence)
 
 
 def _answer_entities(text: str, question: Question) -> list[ner.Entity]:

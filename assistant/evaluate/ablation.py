@@ -40,7 +40,8 @@ def decide(record: dict[str, Any], config: Config, ner: bool = True) -> tuple[bo
     sentences = [(v["subject"], v["score"] or 0.0) for v in _verdicts(record, "supported")]
     if not sentences:
         return True, ""
-    kept = [s for s, p in sentences if "supported" in config.off or p >= config.support_min]
+    made_up = set() if "numbers" in config.off else {v["subject"] for v in _verdicts(record, "numbers") if not v["passed"]}
+    kept = [s for s, p in sentences if ("supported" in config.off or p >= config.support_min) and s not in made_up]
     if not kept:
         return True, ""
     text = " ".join(kept)
