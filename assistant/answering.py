@@ -7,6 +7,7 @@ and records their verdicts on the Answer.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -213,6 +214,13 @@ class Assistant:
         """Yield the answer text as it is generated, then the final Answer object."""
         yield from self._run(question, filters, streaming=True)
 
+    @functools.cached_property
+    def _ner(self) -> bool:
+        """NER is on and installed (the figure check reads its entities)."""
+        from .backends import ner
+
+        return self.settings.ner and ner.available()
+
     def _on(self, name: str) -> bool:
         return name not in self.settings.checks_off
 
@@ -323,7 +331,7 @@ class Assistant:
             seen.add(key)
             labels = [f"S{n}" for n in dict.fromkeys(LABEL.findall(sentence))]
             refuse = False
-            if self._on("numbers"):
+            if self._on("numbers") and self._ner:
                 verdict = checks.numbers_found(q, _plain(sentence), evidence.sources, labels)
                 judged.verdicts.append(verdict)
                 refuse = not verdict.passed

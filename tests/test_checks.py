@@ -181,6 +181,9 @@ def test_a_switched_off_check_is_not_run(bbc: Settings) -> None:
     ("twenty-five", {25.0}),
     ("90%", {90.0}),
     ("three months", {3.0}),  # "m" of "months" is not a scale
+    ("the 2,271st star", {2271.0}),
+    ("in the 1960s, 3rd place", {1960.0, 3.0}),
+    ("a 5-4 win in the 60m", {5.0, 4.0, 60.0, 6e7}),
     ("someone, none", set()),
 ])
 def test_figures_read_digits_number_words_and_scales(text: str, values: set[float]) -> None:
@@ -302,3 +305,11 @@ def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
     added = other_values(found, "They met on April 1 [S2].", sources)
     assert [c.label for _, c in added] == ["S1"]  # S2 is cited: not "another source"
     assert added[0][0].startswith('Another source differs: "The ministers met on April 2')
+
+
+def test_without_the_ner_model_the_figure_check_does_not_run(bbc: Settings) -> None:
+    off = bbc.with_(ner=False)
+    _queue(off).enqueue_choice("1", 0.9).enqueue("Claxton won 40,000 pounds at the AAAs [S1].").enqueue_choice("yes", 0.9)
+    answer = Assistant(off).ask("How much prize money did Sarah Claxton win at the AAAs?")
+    assert not any(v.name == "numbers" for v in answer.verdicts)
+    assert "40,000" in answer.answer

@@ -365,37 +365,38 @@ def _without_space_before_stop(sentence: str) -> str:
     return re.sub(r"\s+([.!?])$", r"\1", sentence)
 
 
-def queue_wrong_date_answer(settings: Settings, model: QueueChatModel) -> tuple[str, str]:
-    """Queue an answer to APRIL_Q: the April 2 sentence (judged supported), then a wrong date (judged
-    not). Returns the label cited and the wrong sentence."""
+def queue_wrong_place_answer(settings: Settings, model: QueueChatModel) -> tuple[str, str]:
+    """Queue an answer to APRIL_Q: the April 2 sentence (judged supported), then a wrong place (judged
+    not; a place, not a figure, so the figure check lets it through to the model). Returns the label
+    cited and the wrong sentence."""
     label = label_of(sources_for(settings, APRIL_Q), APRIL_2)
     model.enqueue_choice(label[1:], 0.95)
-    model.enqueue(f"{APRIL_2} [{label}]. Hayashi and Qin met on April 3 [{label}].")
+    model.enqueue(f"{APRIL_2} [{label}]. Hayashi and Qin met in Osaka [{label}].")
     model.enqueue_choice("yes", 0.9).enqueue_choice("no", 0.9)
-    return label, "Hayashi and Qin met on April 3."
+    return label, "Hayashi and Qin met in Osaka."
 
 
 def test_a_sentence_the_support_check_rejects_is_withheld_and_listed_while_the_rest_is_answered(
         queue_settings: Settings, model: QueueChatModel) -> None:
-    label, bad = queue_wrong_date_answer(queue_settings, model)
+    label, bad = queue_wrong_place_answer(queue_settings, model)
     answer = Assistant(queue_settings).ask(APRIL_Q)
 
     # One gate question, then one support question per cited sentence, in order, naming its label.
     gate, first, second = model.choice_requests
     assert "which source states the answer" in gate[-1]["content"]
     assert APRIL_2 in first[-1]["content"] and f"[{label}]" in first[-1]["content"]
-    assert "Hayashi and Qin met on April 3" in second[-1]["content"] and f"[{label}]" in second[-1]["content"]
+    assert "Hayashi and Qin met in Osaka" in second[-1]["content"] and f"[{label}]" in second[-1]["content"]
     assert not answer.declined and answer.decline_reason == ""
     assert [_without_space_before_stop(s) for s in answer.unsupported_sentences] == [bad]
-    assert "April 3" not in answer.answer and "April 2" in answer.answer
+    assert "Osaka" not in answer.answer and "April 2" in answer.answer
     judged = [(v.passed, v.score) for v in answer.verdicts if v.name == "supported"]
     assert judged == [(True, pytest.approx(0.9)), (False, pytest.approx(0.1))]
-    assert "April 3" in answer.draft, "the draft keeps every sentence the model wrote"
+    assert "Osaka" in answer.draft, "the draft keeps every sentence the model wrote"
 
 
 def test_a_withheld_sentence_is_listed_as_written_without_a_space_before_its_stop(
         queue_settings: Settings, model: QueueChatModel) -> None:
-    _label, bad = queue_wrong_date_answer(queue_settings, model)
+    _label, bad = queue_wrong_place_answer(queue_settings, model)
     answer = Assistant(queue_settings).ask(APRIL_Q)
 
     assert answer.unsupported_sentences == [bad]

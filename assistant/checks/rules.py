@@ -23,8 +23,11 @@ _TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty 
 _WORD_VALUES = {**{w: i for i, w in enumerate(_UNITS)}, **_TENS, "hundred": 100, "dozen": 12}
 _SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9,
            "trillion": 1e12, "tn": 1e12}
-_FIGURE = re.compile(r"(\d+(?:,\d{3})*(?:\.\d+)?|(?:" + "|".join(_TENS) + r")-(?:" + "|".join(_UNITS[1:10])
-                     + r")|\b(?:" + "|".join(_WORD_VALUES) + r"))\s*(" + "|".join(_SCALES) + r")?\b", re.I)
+# A figure: digits (with an ordinal or plural ending: "21st", "1960s") or number words, then an
+# optional scale word ("1.2bn", "3 million").
+_FIGURE = re.compile(r"(?:(\d+(?:,\d{3})*(?:\.\d+)?)(?:st|nd|rd|th|s)?|\b((?:" + "|".join(_TENS) + r")-(?:"
+                     + "|".join(_UNITS[1:10]) + r")|(?:" + "|".join(_WORD_VALUES) + r"))\b)(?:\s*("
+                     + "|".join(_SCALES) + r")\b)?", re.I)
 # Question kinds whose answers are values that can disagree across reports.
 COMPARABLE = frozenset({"when", "how_many"})
 
@@ -48,8 +51,8 @@ def figures(text: str) -> set[float]:
     written and, with a scale word, scaled too ("1.2bn" gives 1.2 and 1.2e9)."""
     out: set[float] = set()
     for m in _FIGURE.finditer(text):
-        raw = m.group(1).lower()
-        if raw[0].isdigit():
+        raw = (m.group(1) or m.group(2)).lower()
+        if m.group(1):
             value = float(raw.replace(",", ""))
         elif "-" in raw:
             tens, unit = raw.split("-")
@@ -57,8 +60,8 @@ def figures(text: str) -> set[float]:
         else:
             value = float(_WORD_VALUES[raw])
         out.add(round(value, 6))
-        if m.group(2):
-            out.add(round(value * _SCALES[m.group(2).lower()], 6))
+        if m.group(3):
+            out.add(round(value * _SCALES[m.group(3).lower()], 6))
     return out
 
 
