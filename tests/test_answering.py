@@ -384,7 +384,7 @@ def test_the_fake_model_answering_an_answerable_question_is_not_declined(setting
     assert answer.citations and answer.sources
     assert answer.prompt_tokens > 0
     assert {"retrieve_s", "generate_s", "total_s"} <= set(answer.timings)
-    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "supported", "addresses"]
+    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses"]
     assert all(v.passed for v in answer.verdicts)
     assert len(model.choice_requests) == 2, "the gate and one support check for the one cited sentence"
 
