@@ -199,6 +199,10 @@ def prompt_sentences(sources: list[Source]) -> list[str]:
 @given(question=st.sampled_from(QUESTIONS), recipe=pieces(), streaming=st.booleans(),
        # More support verdicts than a reply of at most 12 pieces has cited sentences.
        verdicts=st.lists(st.booleans(), min_size=40, max_size=40))
+# Found by CI: a stray "[S 2]" is a sentence stating the figure 2, which the figure check withholds.
+@example(question="Which pharmaceutical company employed the senior employee detained in Beijing?",
+         recipe=[("label", 1), ("frag", "[S 2]"), ("src", 163, 5, False)], streaming=False,
+         verdicts=[True] + [False] * 39)
 def test_any_model_output_through_ask_yields_only_sound_citations(world: World, question: str,
                                                                    recipe: list[tuple[str, Any]], streaming: bool,
                                                                    verdicts: list[bool]) -> None:
@@ -220,8 +224,9 @@ def test_any_model_output_through_ask_yields_only_sound_citations(world: World, 
     if answer.declined:
         assert not answer.citations
     else:
-        # Only sentences the support check said no to are withheld.
-        refused = {v.subject for v in answer.verdicts if v.name == "supported" and not v.passed}
+        # Only sentences the support check said no to, or that state a figure no cited source
+        # states, are withheld.
+        refused = {v.subject for v in answer.verdicts if v.name in ("supported", "numbers") and not v.passed}
         assert set(answer.unsupported_sentences) <= refused
 
 
