@@ -64,6 +64,10 @@ class Evidence:
     searched: list[Passage] = field(default_factory=list)
 
 
+# Checks that judge one sentence: a failure withholds that sentence, not the answer.
+PER_SENTENCE = frozenset({"numbers", "supported"})
+
+
 @dataclass
 class Judged:
     """The verdicts gathered while answering, and what the model was shown and said."""
@@ -76,10 +80,6 @@ class Judged:
     def first_failure(self) -> Verdict | None:
         """The verdict that declines the answer (per-sentence failures only withhold their sentence)."""
         return next((v for v in self.verdicts if not v.passed and v.name not in PER_SENTENCE), None)
-
-
-# Checks that judge one sentence: a failure withholds that sentence, not the answer.
-PER_SENTENCE = frozenset({"numbers", "supported"})
 
 
 class Assistant:
@@ -381,7 +381,7 @@ class Assistant:
             judged.notes.append(f"Confirmed by {independent} independent source{'s' if independent > 1 else ''}; "
                                 f"{carried} files carry the cited text (copies are counted once).")
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
-        withheld = [_plain(s) for s in refused]  # only what the support check refused
+        withheld = [_plain(s) for s in refused]  # only what the figure and support checks refused
         return Answer(question=question, answer=answer_text, declined=False, citations=citations,
                       sources=sources, timings=timings, unsupported_sentences=withheld,
                       uncited_sentences=resolution.uncited, verdicts=judged.verdicts, draft=draft,

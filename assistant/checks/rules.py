@@ -14,6 +14,7 @@ from .question import Question
 from .verdicts import Verdict
 
 _NUMBER = re.compile(r"\d")
+_LABEL = re.compile(r"\[S\d+\]")
 # Entity labels whose text carries a figure an answer may state (spaCy tags ages and spans as DATE).
 NUMERIC = frozenset({"CARDINAL", "MONEY", "PERCENT", "QUANTITY", "DATE", "TIME"})
 # English number words and scale words: the grammar of numbers, not words of any corpus.
@@ -70,12 +71,12 @@ def numbers_found(question: Question, sentence: str, sources: Sequence[Source],
     """Is every figure the sentence states (NER: counts, money, percentages, quantities, dates and
     spans of time) in a source it cites (any source when it cites none), or in the question? A
     figure found there neither was made up or taken from a source the sentence does not cite."""
-    stated = [e for e in ner.entities(re.sub(r"\[S\d+\]", " ", sentence)) if e.label in NUMERIC and figures(e.text)]
+    stated = [(e.text, values) for e in _entities(sentence) if e.label in NUMERIC and (values := figures(e.text))]
     if not stated:
         return Verdict("numbers", True, None, "the sentence states no figure", subject=sentence)
     cited = [s for s in sources if s.label in labels] or list(sources)
     known = figures(question.text).union(*(figures(s.evidence) for s in cited))
-    missing = [e.text for e in stated if not figures(e.text) & known]
+    missing = [text for text, values in stated if not values & known]
     score = 1.0 - len(missing) / len(stated)
     if missing:
         names = ", ".join(f'"{t}"' for t in missing)
@@ -83,9 +84,14 @@ def numbers_found(question: Question, sentence: str, sources: Sequence[Source],
     return Verdict("numbers", True, score, "every figure it states is in a source it cites", subject=sentence)
 
 
+def _entities(text: str) -> tuple[ner.Entity, ...]:
+    """The named entities of an answer's text, its [S#] labels blanked out."""
+    return ner.entities(_LABEL.sub(" ", text))
+
+
 def _answer_entities(text: str, question: Question) -> list[ner.Entity]:
     asked = {e.text.lower() for e in question.entities}
-    return [e for e in ner.entities(re.sub(r"\[S\d+\]", " ", text)) if e.text.lower() not in asked]
+    return [e for e in _entities(text) if e.text.lower() not in asked]
 
 
 def addresses(question: Question, answer: str) -> Verdict:
@@ -95,7 +101,7 @@ def addresses(question: Question, answer: str) -> Verdict:
     if not wants:
         return Verdict("addresses", True, None, f"a {question.kind} question takes any content")
     found = [e for e in _answer_entities(answer, question) if e.label in wants]
-    if question.kind == "how_many" and not found and _NUMBER.search(re.sub(r"\[S\d+\]", " ", answer)):
+    if question.kind == "how_many" and not found and _NUMBER.search(_LABEL.sub(" ", answer)):
         found = [ner.Entity("number", "CARDINAL", 0, 0)]
     if found:
         return Verdict("addresses", True, 1.0, f"gives {found[0].text!r} ({found[0].label}) for a {question.kind} question")
