@@ -15,7 +15,7 @@ from datetime import datetime
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
-from . import checks
+from . import checks, evidence
 from .backends import get_llm
 from .backends.base import ChatModel
 from .checks import Question, Verdict
@@ -31,27 +31,21 @@ from .types import Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
-# One search, sliced: the first CANDIDATE_CHUNKS feed the prompt, all of them the entity check.
-CANDIDATE_CHUNKS = 6
+# One search, sliced: the first `candidate_chunks` feed the prompt, all of them the entity check.
 SEARCH_CHUNKS = 20
-# Questions about now: the newest dated candidate sentence gains this much (cosine-scale) score.
-RECENCY_WEIGHT = 0.15
+# Questions about now: the newest dated candidate sentence gains this much score (logit scale).
+RECENCY_WEIGHT = 1.0
 # Questions about now: a note when the newest article is older than this many days.
 STALE_DAYS = 120
 _TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
 
 MessageFn = Callable[[str], None]
+
+
+class Revision(str):
+    """A streamed event that replaces everything streamed before it (the checked answer's text)."""
+
 _AUTO_BUILD_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One sentence of a retrieved passage that may go into the prompt."""
-
-    passage: Passage
-    start: int
-    end: int
-    text: str
 
 
 @dataclass
@@ -115,50 +109,64 @@ class Assistant:
         return checks.understand(question, use_ner=self.settings.ner)
 
     def gather(self, question: str | Question, filters: Filters | None = None) -> Evidence:
-        """Retrieve passages and pick the few sentences that matter for the prompt."""
+        """Retrieve passages and spend the evidence budget on the sentences that matter, in context."""
         q = question if isinstance(question, Question) else self.understand(question)
         retriever = self.retriever
         searched = retriever.search(q.text, k=SEARCH_CHUNKS, filters=filters)
-        passages = searched[:CANDIDATE_CHUNKS]
-        candidates = self._candidates(passages)
-        if not candidates:
+        passages = searched[:self.settings.candidate_chunks]
+        ranked = self.rank_sentences(q, passages)
+        if not ranked:
             return Evidence(q, [], passages, searched)
+        articles = retriever.articles([p.file for p in passages])
+        runs = evidence.select(ranked, articles, self.budget(q))
+        sources = evidence.sources_of(runs, articles, time_order=bool(_TIME_WORDS.search(q.text)) and not q.current)
+        if q.current:
+            # How things stand now: newer articles go first in the prompt.
+            sources = evidence.relabel(sorted(sources, key=lambda s: -date_to_epoch(s.date)))
+        return Evidence(q, sources, passages, searched)
+
+    def budget(self, q: Question | None = None) -> evidence.Budget:
+        """The evidence budget these settings give for this kind of question: a why or how question
+        needs what follows the event (`evidence_after_explain` sentences), a name or date does not."""
+        s = self.settings
+        explain = q is not None and q.kind in ("why", "how")
+        return evidence.Budget(tokens=s.evidence_tokens, after=s.evidence_after_explain if explain else s.evidence_after,
+                               before=s.evidence_before, max_files=s.evidence_files,
+                               new_file_bonus=s.evidence_new_file_bonus)
+
+    def rank_sentences(self, q: Question, passages: list[Passage]) -> list[evidence.Scored]:
+        """The sentences of the retrieved chunks, scored for this question, best first."""
+        retriever = self.retriever
+        articles = retriever.articles([p.file for p in passages])
+        file_rank = {f: n for n, f in enumerate(dict.fromkeys(p.file for p in passages))}
+        chunk_rank: dict[tuple[str, int], int] = {}
+        for n, p in enumerate(passages):
+            article = articles.get(p.file)
+            for sent in article.sentences() if article is not None else []:
+                if sent.start < p.end and sent.end > p.start:
+                    chunk_rank.setdefault((sent.file, sent.position), n)
+        # Every sentence of the best files is a candidate (the answer is often a sentence or two past
+        # the chunk that matched), and every sentence of the other retrieved chunks.
+        whole = set(list(file_rank)[:self.settings.candidate_files])
+        candidates = [sent for f in file_rank if f in articles for sent in articles[f].sentences()
+                      if (f in whole or (sent.file, sent.position) in chunk_rank)
+                      and len(content_terms(sent.text)) >= 2 and not addresses_the_assistant(sent.text)]
+        if not candidates:
+            return []
         q_vec = retriever.embed_query(q.text)
         vectors = retriever.embed_texts([c.text for c in candidates])
         sims = [sum(a * b for a, b in zip(q_vec, v)) for v in vectors]
-        weight = retriever.idf(set(content_terms(q.text)))
-        total = sum(weight.values()) or 1.0
-        scored = []
-        for cand, sim in zip(candidates, sims):
-            terms = set(content_terms(cand.text))
-            coverage = sum(w for t, w in weight.items() if t in terms) / total
-            scored.append((sim + 0.5 * coverage, cand))
+        items = evidence.features(candidates, sims, retriever.idf(set(content_terms(q.text))), chunk_rank, file_rank)
+        ranked = evidence.score(items)
         if q.current:
-            # How things stand now: newer articles count for more, and go first in the prompt.
-            epochs = [date_to_epoch(c.passage.date) for _, c in scored]
+            epochs = [date_to_epoch(articles[i.sentence.file].date) for i in ranked]
             dated = [e for e in epochs if e]
             if dated and max(dated) > min(dated):
                 low, span = min(dated), max(dated) - min(dated)
-                scored = [(s + (RECENCY_WEIGHT * (e - low) / span if e else 0.0), c)
-                          for (s, c), e in zip(scored, epochs)]
-        scored.sort(key=lambda x: -x[0])
-        chosen = [c for _, c in scored[: self.settings.max_context_sentences]]
-        if q.current:
-            chosen.sort(key=lambda c: -date_to_epoch(c.passage.date))
-        return Evidence(q, group_sources(chosen, q.text), passages, searched)
-
-    @staticmethod
-    def _candidates(passages: list[Passage]) -> list[Candidate]:
-        seen: dict[tuple[str, int], Candidate] = {}
-        for p in passages:
-            for s in split_sentences(p.text):
-                text = p.text[s.start:s.end]
-                key = (p.file, p.start + s.start)
-                # A sentence written to steer the model (planted instructions) is never evidence.
-                if key in seen or addresses_the_assistant(text) or len(content_terms(text)) < 3:
-                    continue
-                seen[key] = Candidate(p, p.start + s.start, p.start + s.end, text)
-        return list(seen.values())
+                for item, e in zip(ranked, epochs):
+                    item.score += RECENCY_WEIGHT * (e - low) / span if e else 0.0
+                ranked.sort(key=lambda i: -i.score)
+        return ranked
 
     # -- prompting -----------------------------------------------------------------
     @staticmethod
@@ -287,8 +295,9 @@ class Assistant:
             elif answer.declined or label_only or answer.unsupported_sentences or answer.uncited_sentences \
                     or judged.disagreement is not None:
                 # What was streamed is not the answer (a decline, a quote made from labels, or
-                # sentences withheld or added by the checks): the final text follows.
-                yield ("\n" if shown and not shown.startswith(SENTINEL) else "") + answer.answer
+                # sentences withheld or added by the checks): the final text follows, marked as a
+                # Revision so a screen can replace the draft (a plain text consumer appends it).
+                yield Revision(("\n" if shown and not shown.startswith(SENTINEL) else "") + answer.answer)
         yield answer
 
     @staticmethod
@@ -355,6 +364,9 @@ class Assistant:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
         if self._on("addresses"):
             judged.verdicts.append(checks.addresses(q, " ".join(kept)))
+        if self._on("picked") and (judged.first_failure() is None or self.trace):
+            choice = checks.pick(llm, messages, q, evidence.sources)
+            judged.verdicts.append(checks.picked(q, " ".join(kept), choice, self.settings.pick_none_max))
         if judged.first_failure() is not None:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
         added = other_values(judged.disagreement, " ".join(kept), evidence.sources) if judged.disagreement else []
@@ -394,50 +406,11 @@ def _plain(sentence: str) -> str:
     return re.sub(r"\s+([.,;:!?])", r"\1", strip_labels(sentence)).strip()
 
 
-def group_sources(chosen: list[Candidate], question: str) -> list[Source]:
-    """Labelled sources: adjacent sentences of one chunk merge; one file's passages sit together."""
-    rank = {(c.passage.file, c.start): n for n, c in enumerate(chosen)}
-    by_file: dict[str, list[Candidate]] = {}
-    for c in chosen:
-        by_file.setdefault(c.passage.file, []).append(c)
-    groups: list[list[Candidate]] = []
-    for items in by_file.values():
-        items.sort(key=lambda c: c.start)
-        current = [items[0]]
-        for c in items[1:]:
-            prev = current[-1]
-            same_chunk = prev.passage.chunk_id == c.passage.chunk_id
-            gap = c.passage.text[max(0, prev.end - c.passage.start): max(0, c.start - c.passage.start)] \
-                if same_chunk else "x"
-            if same_chunk and not gap.strip():
-                current.append(c)
-            else:
-                groups.append(current)
-                current = [c]
-        groups.append(current)
-    if _TIME_WORDS.search(question):
-        groups.sort(key=lambda g: (g[0].passage.date or "9999", g[0].start))
-    else:
-        groups.sort(key=lambda g: min(rank[(c.passage.file, c.start)] for c in g))
-    # One file's passages sit together, files in the order of their first passage above (best
-    # rank, or earliest date for a time question), so the prompt names each file and date once
-    # (63 tokens shorter on the 92 sample questions than a heading per passage; evals/README.md).
-    file_order: dict[str, int] = {}
-    for n, group in enumerate(groups):
-        file_order.setdefault(group[0].passage.file, n)
-    groups.sort(key=lambda g: file_order[g[0].passage.file])
-    sources = []
-    for n, group in enumerate(groups, 1):
-        p = group[0].passage
-        start, end = group[0].start, group[-1].end
-        sources.append(Source(label=f"S{n}", file=p.file, start=start, end=end,
-                              text=p.text[start - p.start: end - p.start], date=p.date, title=p.title))
-    return sources
-
-
 def source_heading(source: Source) -> str:
-    """The line above a file's labelled passages in the prompt: its filename and publication date."""
-    return f"{source.file}, published {source.date}:" if source.date else f"{source.file}, publication date unknown:"
+    """The line above a file's labelled passages in the prompt: its filename, headline and date."""
+    title = f' "{" ".join(source.title.split())}"' if source.title else ""
+    when = f"published {source.date}" if source.date else "publication date unknown"
+    return f"{source.file}{title}, {when}:"
 
 
 def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -> str:

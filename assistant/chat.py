@@ -53,10 +53,11 @@ class ChatSession:
         llm = get_llm(self.assistant.settings)
         reply = llm.complete(self.rewrite_messages(question), max_tokens=60, temperature=0.0).text
         rewritten = reply.strip().splitlines()[0].strip().strip('"') if reply.strip() else ""
-        # Guard against a model that answers instead of rewriting, or returns nothing useful.
+        # Guard against a model that answers instead of rewriting, or returns nothing useful: then
+        # the pronouns are resolved against the last turn by NER, and the question still reads as one.
         if not rewritten or len(rewritten) > 3 * len(question) + 200 or not rewritten.endswith("?"):
-            previous = self.turns[-1].standalone[:MAX_TURN_CHARS]
-            return f"{question} (following up on: {previous})"
+            last = self.turns[-1]
+            return resolve_references(question, last.standalone, last.answer)
         return rewritten
 
     def ask(self, question: str) -> Answer:
@@ -78,3 +79,49 @@ class ChatSession:
                 self.turns.append(Turn(question, standalone, event.answer))
                 self.last_answer = event
             yield event
+
+
+# Pronouns and place words, and the NER labels of what each can stand for (English grammar).
+_REFERENCES = {
+    "he": ("PERSON",), "him": ("PERSON",), "she": ("PERSON",), "his": ("PERSON",), "her": ("PERSON",),
+    "they": ("ORG", "NORP", "GPE"), "them": ("ORG", "NORP", "GPE"), "their": ("ORG", "NORP", "GPE"),
+    "it": ("ORG", "PRODUCT", "EVENT", "LAW", "WORK_OF_ART"), "its": ("ORG", "PRODUCT", "EVENT", "LAW", "WORK_OF_ART"),
+    "there": ("GPE", "LOC", "FAC"),
+}
+_POSSESSIVE = {"his", "her", "their", "its"}
+
+
+def resolve_references(question: str, last_question: str, last_answer: str = "") -> str:
+    """A follow-up made stand-alone without the model: each pronoun (or "there") becomes a name of a
+    fitting kind (spaCy NER) from the last turn, its question's names first, in the order written
+    (the subject comes first), and an opening "And" goes. "And what did he push for there?" after
+    "When did Hayashi meet Qin Gang in Beijing?" becomes "What did Hayashi push for in Beijing?".
+    Two different pronouns never get the same name; unresolved words stay as they are."""
+    import re
+
+    from .backends import ner
+
+    names: list[ner.Entity] = []
+    if ner.available():
+        for text in (last_question, last_answer):
+            names.extend(ner.entities(re.sub(r"\[S\d+\]", " ", text)))
+    given: dict[tuple[str, ...], str] = {}  # pronoun group -> the name it was given
+
+    def swap(m: re.Match[str]) -> str:
+        word = m.group(0)
+        labels = _REFERENCES[word.lower()]
+        group = labels
+        if group not in given:
+            used = set(given.values())
+            given[group] = next((e.text for e in names if e.label in labels and e.text not in used), "")
+        name = given[group]
+        if not name:
+            return word
+        if word.lower() == "there":
+            return f"in {name}"
+        return f"{name}'s" if word.lower() in _POSSESSIVE else name
+
+    text = re.sub(r"^\W*(and|but|so|then|also)\s+", "", question.strip(), flags=re.I)
+    text = re.sub(r"\b(" + "|".join(_REFERENCES) + r")\b", swap, text, flags=re.I)
+    text = re.sub(r"\bin in\b", "in", text)
+    return text[:1].upper() + text[1:]

@@ -209,6 +209,7 @@ def chat(
         from .chat import ChatSession
 
         session = ChatSession(Assistant(settings, on_message=_err))
+    from .answering import Revision
     if interactive:
         typer.echo("Ask about the articles. Commands: /sources /reset /exit")
     while True:
@@ -249,21 +250,53 @@ def chat(
             if standalone != line:
                 # The follow-up as it was searched, so the user sees what was asked.
                 typer.secho(f"  ({standalone})", dim=True)
+            screen = _Draft(live=sys.stdout.isatty())
             for event in session.stream(line, standalone=standalone):
-                if isinstance(event, str):
-                    typer.echo(event, nl=False)
-                    streamed.append(event)
+                if isinstance(event, Revision):
+                    screen.replace(event.lstrip("\n"))
+                elif isinstance(event, str):
+                    screen.write(event)
                 else:
                     answer = event
+            screen.finish()
         typer.echo("")
         if answer is not None:
-            if answer.declined and "".join(streamed).strip() != answer.answer.strip():
-                # Tokens are shown as they arrive; the check after them found the draft unsupported.
-                typer.echo("  (the draft above was withdrawn: the sources do not support it)")
             _print_reason_and_notes(answer)
             for c in answer.citations:
                 typer.echo(f"  [{c.label}] {c.file}: \"{clip(c.quote, 160)}\"")
             _print_withheld(answer)
+
+
+class _Draft:
+    """The answer as it streams: on a terminal, a draft the checks change is erased and replaced;
+    elsewhere (a pipe) nothing is shown until the checked answer is known, so nothing prints twice."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.text = ""
+
+    def write(self, delta: str) -> None:
+        self.text += delta
+        if self.live:
+            typer.echo(delta, nl=False)
+
+    def replace(self, text: str) -> None:
+        if self.live and self.text:
+            import shutil
+
+            width = max(20, shutil.get_terminal_size().columns)
+            rows = sum(max(1, -(-len(part) // width)) for part in self.text.split("\n"))
+            # Back to the first row of the draft, then clear to the end of the screen.
+            # Written raw: typer.echo strips control sequences when it thinks the output is not a terminal.
+            sys.stdout.write("\r" + (f"\x1b[{rows - 1}F" if rows > 1 else "") + "\x1b[J")
+            sys.stdout.flush()
+        self.text = text
+        if self.live:
+            typer.echo(text, nl=False)
+
+    def finish(self) -> None:
+        if not self.live:
+            typer.echo(self.text, nl=False)
 
 
 @app.command()

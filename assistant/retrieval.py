@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from .backends import get_embedder
 from .errors import IndexNotBuiltError, InputError, StoreError
@@ -103,6 +103,7 @@ class Retriever:
         self._embedder: Any = None
         self._state: _State | None = None
         self._lock = threading.Lock()
+        self._articles: dict[tuple[str, str | None], Any] = {}
 
     def _manifest(self) -> dict[str, Any]:
         manifest = read_manifest(self.loc)
@@ -304,6 +305,28 @@ class Retriever:
             return ""
         newest = int(kw.epochs.max())
         return datetime.fromtimestamp(newest, tz=timezone.utc).strftime("%Y-%m-%d") if newest > 0 else ""
+
+    def articles(self, files: Sequence[str]) -> dict[str, Any]:
+        """The stored text of these files (`evidence.Article`), read by chunk id in one store call
+        and kept for the life of the index version."""
+        from .evidence import Article
+
+        state = self._current()
+        wanted = [f for f in dict.fromkeys(files) if (f, state.valid.get(f)) not in self._articles]
+        if wanted:
+            entries = self._manifest()["files"]
+            ids = [i for f in wanted for i in entries.get(f, {}).get("ids", [])]
+            found = self._fetch(ids, state.valid) if ids else {}
+            by_file: dict[str, list[Passage]] = {}
+            for cid, (text, meta) in found.items():
+                by_file.setdefault(meta["file"], []).append(self._passage(cid, text, meta, 0.0))
+            if len(self._articles) > 4096:
+                self._articles.clear()
+            for f in wanted:
+                if by_file.get(f):
+                    self._articles[(f, state.valid.get(f))] = Article.from_chunks(by_file[f])
+        return {f: self._articles[(f, state.valid.get(f))] for f in files
+                if (f, state.valid.get(f)) in self._articles}
 
     def all_chunks(self) -> list[Passage]:
         """Every live chunk of the index, read from the store in batches (evaluation only)."""

@@ -12,7 +12,7 @@ from .errors import ConfigError
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 # The checks an answer passes (assistant/checks); any may be switched off for an ablation.
-CHECKS = ("entities", "answerable", "numbers", "supported", "addresses")
+CHECKS = ("entities", "answerable", "numbers", "supported", "addresses", "picked")
 
 
 def resource_dir(name: str) -> Path:
@@ -58,15 +58,25 @@ class Settings:
     # Files carrying the same article (near-duplicate copies, assistant/copies.py) share one
     # retrieval slot; the representative is cited and its copies listed.
     group_copies: bool = True
-    # Prompt budget: sentences kept per question (the local model reads ~63 tokens/s). Measured
-    # (benchmarks/RESULTS.md): 4 sentences cost ~100 prompt tokens less than 6 and tied on a 31-question
-    # sweep, but on all 92 gold questions answered 42 of 77 against 47 of 77 with 6, so 6 it is.
-    max_context_sentences: int = 6
+    # Evidence budget in prompt tokens (characters / 4), spent on the best sentences of the first
+    # `candidate_chunks` retrieved chunks, each with `evidence_after` sentences after it and, budget
+    # allowing, `evidence_before` before it, from at most `evidence_files` files. The local model
+    # reads ~70 tokens/s, so 100 tokens cost ~1.4 s. Fitted on BBC dev (evals/README.md, "Evidence").
+    evidence_tokens: int = 600
+    evidence_after: int = 1
+    evidence_after_explain: int = 2
+    evidence_new_file_bonus: float = 1.0
+    evidence_before: int = 0
+    evidence_files: int = 4
+    candidate_chunks: int = 8
+    candidate_files: int = 0  # the best this many files offer every sentence, not only the matched chunks
     max_answer_tokens: int = 160
     # Local model runtime.
     n_threads: int = 2
     n_ctx: int = 4096
     temperature: float = 0.0
+    # llama.cpp n-gram speculative decoding for the local model (benchmarks/RESULTS.md, "Speculative").
+    speculative: bool = True
     # Chat history kept verbatim (older turns are dropped from the prompt).
     history_turns: int = 4
     # The answering checks (assistant/checks). Thresholds were fitted on the BBC dev split with the
@@ -79,6 +89,10 @@ class Settings:
     # Withhold an answer sentence when the model's probability that its source states it is below this.
     # Same dev subset: 0.05-0.7 gave identical outcomes; 0.75 lost one answer, 0.85 lost 7 for 2 declines.
     support_min: float = 0.5
+    # The pick check (checks.picked): asked for the answer's name, date or number alone, under a grammar
+    # over the sources' entities, the model's P(NONE) at or above this declines, and so does a pick
+    # the answer does not give. Fitted on BBC dev (evals/README.md, "Pick").
+    pick_none_max: float = 0.5
     # Sources the gate gives at least this probability are compared for disagreeing values.
     conflict_min_p: float = 0.15
     # Named entities from spaCy (question names, answer types); off leaves those checks without names.
@@ -111,15 +125,24 @@ class Settings:
         "bm25_k": "ASSISTANT_BM25_K",
         "rrf_k": "ASSISTANT_RRF_K",
         "group_copies": "ASSISTANT_GROUP_COPIES",
-        "max_context_sentences": "ASSISTANT_MAX_CONTEXT_SENTENCES",
+        "evidence_tokens": "ASSISTANT_EVIDENCE_TOKENS",
+        "evidence_after": "ASSISTANT_EVIDENCE_AFTER",
+        "evidence_after_explain": "ASSISTANT_EVIDENCE_AFTER_EXPLAIN",
+        "evidence_new_file_bonus": "ASSISTANT_EVIDENCE_NEW_FILE_BONUS",
+        "evidence_before": "ASSISTANT_EVIDENCE_BEFORE",
+        "evidence_files": "ASSISTANT_EVIDENCE_FILES",
+        "candidate_chunks": "ASSISTANT_CANDIDATE_CHUNKS",
+        "candidate_files": "ASSISTANT_CANDIDATE_FILES",
         "max_answer_tokens": "ASSISTANT_MAX_ANSWER_TOKENS",
         "n_threads": "ASSISTANT_THREADS",
         "n_ctx": "ASSISTANT_CTX",
         "temperature": "ASSISTANT_TEMPERATURE",
+        "speculative": "ASSISTANT_SPECULATIVE",
         "history_turns": "ASSISTANT_HISTORY_TURNS",
         "gate_none_max": "ASSISTANT_GATE_NONE_MAX",
         "support_min": "ASSISTANT_SUPPORT_MIN",
         "conflict_min_p": "ASSISTANT_CONFLICT_MIN_P",
+        "pick_none_max": "ASSISTANT_PICK_NONE_MAX",
         "ner": "ASSISTANT_NER",
         "checks_off": "ASSISTANT_CHECKS_OFF",
         "server_url": "ASSISTANT_SERVER_URL",
@@ -158,7 +181,7 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown check(s) {', '.join(unknown)} in ASSISTANT_CHECKS_OFF; "
                               f"known: {', '.join(CHECKS)}")
-        for name in ("gate_none_max", "support_min", "conflict_min_p"):
+        for name in ("gate_none_max", "support_min", "conflict_min_p", "pick_none_max"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} is a probability: give a value from 0 to 1 (ASSISTANT_{name.upper()})")
         if self.top_k < 1:

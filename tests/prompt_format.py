@@ -1,11 +1,11 @@
-"""Read the answer prompt's sources back: each file heading ("FILE, published DATE:") and the
+"""Read the answer prompt's sources back: each file heading ('FILE "HEADLINE", published DATE:') and the
 labelled passages under it ("[S1] text"). Fakes and tests use it to see what the model was shown."""
 
 from __future__ import annotations
 
 import re
 
-_HEADING = re.compile(r"^(\S[^\n]*?)(?:, published ([0-9-]+))?:$")
+_HEADING = re.compile(r'^(\S[^\n]*?)(?: "[^\n]*")?(?:, published ([0-9-]+)|, publication date unknown)?:$')
 _PASSAGE = re.compile(r"^\[(S\d+)\] (.+)$")
 
 

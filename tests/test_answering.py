@@ -136,7 +136,7 @@ def test_a_rare_keyword_is_found_by_bm25_when_dense_ranking_misses_it(
                           embedder="fake:useless", llm="fake:extractive", dense_k=3,
                           # Meaningless vectors make the sentence choice within passages noisy too;
                           # what is tested here is the passage retrieval, so the budget is generous.
-                          max_context_sentences=6)
+                          evidence_tokens=600)
     build_index(s.corpus_dir, settings=s)
     question = "Which pharmaceutical firm employed the detained man?"
     bot = Assistant(s)
@@ -197,18 +197,36 @@ def test_a_date_that_does_not_parse_is_an_input_error_naming_the_option() -> Non
 
 # --- the prompt -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("budget", [2, 3, 6])
-def test_the_prompt_holds_at_most_max_context_sentences_sentences(settings: Settings, corpus_dir: Path,
-                                                                 budget: int) -> None:
-    s = settings.with_(max_context_sentences=budget)
+@pytest.mark.parametrize("budget", [60, 150, 450])
+def test_the_evidence_in_the_prompt_stays_within_its_token_budget(settings: Settings, corpus_dir: Path,
+                                                                  budget: int) -> None:
+    from assistant.evidence import tokens_of
+
+    s = settings.with_(evidence_tokens=budget)
     model = fake_model(s)
     Assistant(s).ask("When did Hayashi meet Qin Gang in Beijing?")
 
-    messages = model.requests[-1]
-    assert 1 <= len(prompt_sources(messages)) <= budget
-    assert sentences_sent(messages, corpus_dir) <= budget
+    sources = prompt_sources(model.requests[-1])
+    assert sources
+    spent = sum(tokens_of(text) + 1 for *_x, text in sources)
+    # The best sentence always goes in, even when it alone is over a tiny budget.
+    assert spent <= budget or len(sources) == 1
     # Passages are retrieved whole, so without the budget far more would be sent.
-    assert sentences_sent(messages, corpus_dir) >= min(budget, 2)
+    assert sentences_sent(model.requests[-1], corpus_dir) >= (2 if budget >= 150 else 1)
+
+
+def test_a_picked_sentence_brings_the_sentence_after_it(settings: Settings, corpus_dir: Path) -> None:
+    model = fake_model(settings)
+    question = "Which company employed the Japanese businessman detained in Beijing?"
+    Assistant(settings).ask(question)
+
+    for _n, name, _date, text in prompt_sources(model.requests[-1]):
+        raw = (corpus_dir / name).read_text(encoding="utf-8")
+        match = re.search(r"\s+".join(map(re.escape, text.split())), raw)
+        spans = split_sentences(raw, match.start(), match.end())
+        # Every passage is a run of whole sentences, and a run of one is rare: picks carry context.
+        assert raw[match.start():match.end()].strip() == raw[spans[0].start:spans[-1].end].strip()
+    assert max(len(split_sentences(t)) for *_x, t in prompt_sources(model.requests[-1])) >= 2
 
 
 def test_sources_are_labelled_s1_upwards_with_filename_and_date(settings: Settings) -> None:

@@ -189,8 +189,24 @@ def test_a_rewrite_that_is_not_a_usable_question_falls_back_to_the_previous_ques
 
     assert len(rewrite_prompts(model)) == 1
     assert bot.retrieved_for[-1] != bad_rewrite
-    assert FOLLOW_UP in bot.retrieved_for[-1] and HAYASHI_Q in bot.retrieved_for[-1]
+    # The pronoun is resolved against the last turn by NER, and the result reads as a question.
+    assert bot.retrieved_for[-1] == "Who did Yoshimasa Hayashi meet?"
     assert second.standalone_question == bot.retrieved_for[-1]
+
+
+@pytest.mark.parametrize("question, last_q, last_a, expected", [
+    ("And what did he push for there?", "When did Hayashi meet Qin Gang in Beijing?",
+     "Hayashi met Qin Gang in Beijing on April 2 [S3].", "What did Hayashi push for in Beijing?"),
+    # BBC-style: a person named in the last question.
+    ("Who replaced him?", "Why did David Moyes leave?", "", "Who replaced David Moyes?"),
+    # Nothing to resolve against: the words stay.
+    ("What did she say?", "What was the weather like?", "", "What did she say?"),
+])
+def test_without_a_usable_rewrite_pronouns_are_resolved_against_the_last_turn(
+        question: str, last_q: str, last_a: str, expected: str) -> None:
+    from assistant.chat import resolve_references
+
+    assert resolve_references(question, last_q, last_a) == expected
 
 
 def test_a_turn_given_its_standalone_question_is_not_rewritten_again(settings: Settings,

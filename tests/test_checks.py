@@ -68,6 +68,25 @@ def test_the_question_kind_comes_from_its_interrogative_form(text: str, kind: st
     assert understand(text, use_ner=False).kind == kind
 
 
+@pytest.mark.parametrize("text, kind", [
+    # BBC-style: the wh-word of the main clause decides, not the first one.
+    ("When Sony relaunched the PSP in Europe, what price did it set?", "how_many"),
+    ("Whose network was hit by the outage?", "what"),
+    ("In which year was the stadium opened?", "when"),
+    ("What was the price of the shares when they listed?", "how_many"),
+    ("Who is the minister who resigned?", "who"),
+    ("Did BA raise its fuel surcharge?", "yes_no"),
+    ("How long did the strike last?", "how_many"),
+    # Sample-style.
+    ("What was the name of the minister who visited Beijing in December 2024?", "what"),
+    ("On what date did Hayashi meet Qin Gang?", "when"),
+    ("Which company employed the Japanese businessman detained in Beijing?", "who"),
+    ("And when did he visit?", "when"),
+])
+def test_the_question_kind_comes_from_the_parse_of_the_main_clause(text: str, kind: str) -> None:
+    assert understand(text).kind == kind
+
+
 def test_names_in_a_question_come_from_the_ner_model_not_capitals() -> None:
     q = understand("When did Hayashi meet Qin Gang in Beijing?")
     assert set(q.topics) >= {"Hayashi", "Qin Gang", "Beijing"}

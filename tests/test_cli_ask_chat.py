@@ -320,16 +320,41 @@ def test_piped_chat_answers_one_question_per_line(env) -> None:
     assert "Ask about the articles" not in out, "no interactive banner on a pipe"
 
 
-def test_piped_chat_marks_a_streamed_draft_that_was_withdrawn(queue: QueueChatModel) -> None:
+def test_piped_chat_prints_only_the_checked_answer_not_a_withdrawn_draft(queue: QueueChatModel) -> None:
     queue_answer(queue, ASTELLAS_Q, "The employee was released on bail in Paris [{label}].", ASTELLAS, "no")
     result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n")
 
     assert result.exit_code == 0, result.output
-    _draft, streamed, rest = result.stdout.partition("released on bail in Paris")
-    assert streamed, "the draft was streamed as it was generated"
-    assert DECLINE_TEXT in rest
-    assert "(the draft above was withdrawn: the sources do not support it)" in rest
-    assert "(declined by the `supported_any` check: " in rest
+    assert "released on bail in Paris" not in result.stdout, "a pipe never shows the withdrawn draft"
+    assert result.stdout.count(DECLINE_TEXT) == 1
+    assert "(declined by the `supported_any` check: " in result.stdout
+
+
+def test_on_a_terminal_a_streamed_draft_the_checks_change_is_erased_and_replaced(capsys) -> None:
+    from assistant.cli import _Draft
+
+    screen = _Draft(live=True)
+    for delta in ["The employee was ", "released on bail ", "in Paris [S1]."]:
+        screen.write(delta)
+    screen.replace(DECLINE_TEXT)
+    screen.finish()
+    out = capsys.readouterr().out
+    draft, _, after = out.partition("in Paris [S1].")
+    assert draft.startswith("The employee was"), "the draft streams as it is generated"
+    assert after.startswith("\r\x1b[J"), "then the cursor returns to the draft's start and clears it"
+    assert after.endswith(DECLINE_TEXT) and after.count(DECLINE_TEXT) == 1
+
+
+def test_a_wrapped_draft_is_erased_from_its_first_row(capsys, monkeypatch) -> None:
+    import os
+
+    from assistant.cli import _Draft
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a, **k: os.terminal_size((20, 24)))
+    screen = _Draft(live=True)
+    screen.write("x" * 45)  # three rows of 20 columns
+    screen.replace("ok")
+    assert "\x1b[2F\x1b[J" in capsys.readouterr().out
 
 
 def test_piped_chat_declined_before_generation_has_no_withdrawn_note(env) -> None:

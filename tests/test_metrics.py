@@ -304,3 +304,20 @@ def test_latency_summary_matches_hand_computation() -> None:
 def test_latency_summary_rejects_empty_input() -> None:
     with pytest.raises(ValueError):
         latency_summary([])
+
+
+def test_figures_stay_whole_when_answers_are_normalised() -> None:
+    assert normalize_answer("$28.5 million") == normalize_answer("$28.5m") == "$ 28.5 million"
+    assert normalize_answer("1,200 jobs") == "1200 jobs"
+    assert normalize_answer("1.2bn") == "1.2 billion"
+    assert contains_answer("The deal was worth $28.5m [S1].", ["$28.5 million"])
+    # "$28" is not "$28.5 million": the decimal is part of the figure.
+    assert not contains_answer("The deal was worth $28 [S1].", ["$28.5 million"])
+
+
+def test_a_negated_answer_does_not_contain_the_gold() -> None:
+    assert not contains_answer("Multiplex said it would not break even [S1].", ["break even"])
+    assert not contains_answer("It didn't break even.", ["break even"])
+    assert contains_answer("It said it would only break even [S1].", ["break even"])
+    # A gold that is itself negative still matches.
+    assert contains_answer("It would not make any money.", ["would not make any money"])

@@ -178,6 +178,10 @@ class LocalChatModel:
         params.cpuparams.n_threads = int(self.settings.n_threads)
         params.cpuparams_batch.n_threads = int(self.settings.n_threads)
         params.sampling.seed = SEED
+        if self.settings.speculative:
+            # n-gram speculative decoding: drafts from text already in the context (answers quote
+            # their sources), verified by the model itself, so greedy output is unchanged.
+            params.speculative.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]
         params.verbosity = 0  # llama.cpp writes to stderr directly; 0 keeps it silent
         params.ui = False
         params.hostnames = [self._host]

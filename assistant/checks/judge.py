@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..backends.base import ChatModel, Message
 from ..citations import Source
 from ..prompts import render
 from ..types import Choice
 from .verdicts import Verdict
+
+if TYPE_CHECKING:
+    from .question import Question
 
 NONE = "NONE"
 YES, NO = "yes", "no"
@@ -55,3 +58,36 @@ def supported(llm: ChatModel, messages: list[Message], raw_answer: str, sentence
     reason = (f"{cited} states it (P(yes) = {p_yes:.2f})" if p_yes >= yes_min
               else f"{cited} does not state it (P(yes) = {p_yes:.2f} < {yes_min:.2f})")
     return Verdict("supported", p_yes >= yes_min, p_yes, reason, yes_min, subject=sentence)
+
+
+# What a pick asks for, by question kind.
+PICK_WHAT = {"who": "name", "when": "date", "how_many": "number", "where": "place"}
+PICK_LABELS = {"where": frozenset({"GPE", "LOC", "FAC"})}
+MAX_PICK_OPTIONS = 24
+
+
+def pick_options(question: "Question", sources: Sequence[Source]) -> list[str]:
+    """The entities of the kind asked for in the sources (NER), minus those the question names."""
+    from ..backends import ner
+
+    wants = PICK_LABELS.get(question.kind) or question.wants
+    asked = {e.text.lower() for e in question.entities}
+    seen: dict[str, str] = {}
+    for s in sources:
+        for e in ner.entities(s.text):
+            text = " ".join(e.text.split())
+            if e.label in wants and text.lower() not in asked and text.lower() not in seen and '"' not in text:
+                seen[text.lower()] = text
+    return list(seen.values())[:MAX_PICK_OPTIONS]
+
+
+def pick(llm: ChatModel, messages: list[Message], question: "Question", sources: Sequence[Source]) -> Choice | None:
+    """The model's pick, under a grammar, of the entity of the sources that answers (or NONE);
+    None when the question asks for no kind of entity or the sources hold none of that kind."""
+    what = PICK_WHAT.get(question.kind)
+    options = pick_options(question, sources) if what else []
+    if not options:
+        return None
+    last = messages[-1]
+    asked = [*messages[:-1], {"role": last["role"], "content": last["content"] + "\n" + render("pick", what=what)}]
+    return llm.choose(asked, [*options, NONE])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from ..backends import ner
 from ..backends.ner import Entity
@@ -74,14 +75,91 @@ class Question:
 
 
 def question_kind(text: str) -> str:
-    """who / when / how_many / why / how / where / yes_no / what."""
+    """who / when / how_many / why / how / where / yes_no / what, from the interrogative form alone
+    (the fallback when the parser is not installed: the first matching form wins)."""
     for kind, pattern in _KINDS:
         if pattern.search(text):
             return kind
     return "what"
 
 
+# What the head noun of "which/what N" asks for: nouns of the question language, not of any corpus.
+_NOUN_KINDS = {
+    "when": {"date", "day", "year", "month", "week", "decade", "century"},
+    "how_many": {"percentage", "share", "proportion", "number", "amount", "sum", "price", "figure", "score",
+                 "total", "cost", "fee", "rate", "value", "level", "margin", "size", "age", "fine"},
+    "who": {"person", "man", "woman", "company", "firm", "team", "club", "player", "minister", "group",
+            "organisation", "organization", "band", "singer", "actor", "actress", "people",
+            "country", "nation", "party", "body"},
+    "where": {"city", "place", "venue", "town", "region", "location", "stadium", "ground"},
+}
+_WH = {"WDT", "WP", "WP$", "WRB"}
+_RELATIVE = {"relcl", "acl"}
+_SUBORDINATE = {"advcl", "csubj", "ccomp"}
+_AUX_FIRST = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "can", "could", "will",
+              "would", "should"}
+
+
+def parsed_kind(tokens: Sequence[ner.Token]) -> str:
+    """The kind from the parse: the wh-word of the main clause (not one inside "When X relaunched...,"
+    or "the minister who..."), read with its head noun ("which year", "what price") or adjective
+    ("how many")."""
+    def chain(i: int) -> list[int]:
+        out = [i]
+        while tokens[out[-1]].head != out[-1] and len(out) < len(tokens):
+            out.append(tokens[out[-1]].head)
+        return out
+
+    whs = [i for i, t in enumerate(tokens) if t.tag in _WH]
+
+    def inside(i: int, deps: set[str]) -> bool:
+        return any(tokens[j].dep in deps for j in chain(i)[:-1])
+
+    # A wh-word inside a relative clause ("the minister who...") never asks the question. One inside
+    # an adverbial clause ("When X relaunched..., what...?") gives way to another wh-word, if there is
+    # one: with a single wh-word, a clause label is more likely the small parser's mistake.
+    main = [i for i in whs if not inside(i, _RELATIVE)]
+    if len(main) > 1:
+        main = [i for i in main if not inside(i, _SUBORDINATE)] or main
+    if not whs or not main:
+        first = tokens[0].text.lower() if tokens else ""
+        if first in ("and", "but", "so", "then") and len(tokens) > 1:
+            first = tokens[1].text.lower()
+        return "yes_no" if first in _AUX_FIRST else "what"
+    i = main[0]
+    word = tokens[i].text.lower()
+    head = tokens[tokens[i].head]
+    if word in ("when", "where", "why"):
+        return word
+    if word == "how":
+        return "how_many" if head.tag in ("JJ", "RB", "JJR", "RBR") and tokens[i].head != i else "how"
+    if word in ("who", "whom"):
+        return "who"
+    if word == "whose":
+        return "what"  # "Whose network...": the answer is a possessor named any way, not a type to check
+    # what / which: the noun they ask about ("which year", "what was the price of").
+    noun = head.text.lower() if tokens[i].dep == "det" else ""
+    if not noun and word == "which" or tokens[i].tag == "WDT":
+        # The small parser sometimes attaches "which" to the verb: take the noun right after it.
+        for t in tokens[i + 1:i + 5]:
+            if t.tag.startswith(("VB", "MD")) or t.tag in (".", ","):
+                break
+            if t.tag in ("NN", "NNS"):
+                noun = noun or t.text.lower()
+    if not noun:
+        root = next((t for t in tokens if t.dep == "ROOT"), None)
+        if root is not None and root.text.lower() in ("is", "was", "are", "were"):
+            subj = [t for t in tokens if tokens[t.head] is root and t.dep in ("nsubj", "attr") and t.tag in ("NN", "NNS")]
+            noun = subj[0].text.lower() if subj else ""
+    for kind, nouns in _NOUN_KINDS.items():
+        if noun in nouns:
+            return kind
+    return "what"
+
+
 def understand(text: str, use_ner: bool = True) -> Question:
-    """Parse the question once: kind and named entities (none when NER is off or not installed)."""
+    """Parse the question once: kind (from the dependency parse when spaCy is installed) and named
+    entities (none when NER is off or not installed)."""
     entities = ner.entities(text) if use_ner and ner.available() else ()
-    return Question(text=text, kind=question_kind(text), entities=tuple(entities))
+    kind = parsed_kind(ner.parse(text)) if use_ner and ner.available() else question_kind(text)
+    return Question(text=text, kind=kind, entities=tuple(entities))

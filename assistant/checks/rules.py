@@ -144,3 +144,35 @@ def disagreement(question: Question, sources: Sequence[Source], gate: Choice | N
     if all(s == sets[0] for s in sets[1:]):
         return None
     return Disagreement(values)
+
+
+def pick_agrees(pick: str, answer: str, question: Question) -> bool:
+    """Does the answer give the picked entity? The same words, a part of the name ("Hayashi" for
+    "Yoshimasa Hayashi"), or for dates and numbers the same figures ("£10" and "10 pounds")."""
+    plain = _LABEL.sub(" ", answer).lower()
+    if " ".join(pick.lower().split()) in " ".join(plain.split()):
+        return True
+    if question.kind in COMPARABLE:
+        mine = figures(pick)
+        return bool(mine) and mine <= figures(plain)
+    names = [w for w in re.findall(r"[\w'’-]+", pick.lower()) if len(w) > 2 and w not in ("the", "and")]
+    words = set(re.findall(r"[\w'’-]+", plain))
+    return any(w in words for w in names)
+
+
+def picked(question: Question, answer: str, choice: Choice | None, none_max: float) -> Verdict:
+    """Is the answer's key entity the one the model picks from the sources, under a grammar, for the
+    thing asked (or does the model pick NONE)? A swapped name, date or number is the typical error of
+    a small model, and a yes/no support question to the same model does not catch it."""
+    if choice is None:
+        return Verdict("picked", True, None, "the question asks for no name, date or number the sources hold")
+    p_none = choice.p("NONE")
+    if choice.option == "NONE" or p_none >= none_max:
+        return Verdict("picked", p_none < none_max, p_none,
+                       f"asked for the answer alone, the model picks NONE (P(NONE) = {p_none:.2f})", none_max,
+                       subject="NONE")
+    if pick_agrees(choice.option, answer, question):
+        return Verdict("picked", True, p_none, f"the answer gives {choice.option!r}, the model's pick from the sources",
+                       none_max, subject=choice.option)
+    return Verdict("picked", False, p_none, f"asked for the answer alone, the model picks {choice.option!r}, "
+                   "which the answer does not give", none_max, subject=choice.option)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..checks import addresses, understand
+from ..checks import addresses, pick_agrees, understand
 from ..settings import CHECKS
 from . import metrics as m
 
@@ -22,6 +22,7 @@ class Config:
     off: frozenset[str]
     gate_none_max: float
     support_min: float
+    pick_none_max: float = 0.5
 
 
 def _verdicts(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -45,8 +46,15 @@ def decide(record: dict[str, Any], config: Config, ner: bool = True) -> tuple[bo
     if not kept:
         return True, ""
     text = " ".join(kept)
-    if "addresses" not in config.off and not addresses(understand(record["question"], use_ner=ner), text).passed:
+    question = understand(record["question"], use_ner=ner)
+    if "addresses" not in config.off and not addresses(question, text).passed:
         return True, ""
+    pick = _verdicts(record, "picked")
+    if "picked" not in config.off and pick and pick[0]["score"] is not None:
+        if pick[0]["score"] >= config.pick_none_max:
+            return True, ""
+        if pick[0]["subject"] not in ("", "NONE") and not pick_agrees(pick[0]["subject"], text, question):
+            return True, ""
     return False, text
 
 

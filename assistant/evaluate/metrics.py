@@ -94,9 +94,23 @@ def _strip_punctuation(text: str) -> str:
     return "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
 
 
+# Figures survive punctuation removal whole: "$28.5 million" keeps "28.5" (not "28 5"), "1,200" is
+# "1200", a currency sign is a token of its own, and the scale suffixes "m"/"bn"/"k" are spelt out.
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_DECIMAL = re.compile(r"(?<=\d)\.(?=\d)")
+_CURRENCY = re.compile(r"([$£€¥])")
+_SCALE = re.compile(r"(?<=\d)\s*(bn|m|k|tn)\b")
+_SCALE_WORDS = {"bn": " billion", "m": " million", "k": " thousand", "tn": " trillion"}
+_POINT = "\u2219"  # a bullet operator (a symbol, not punctuation) stands in for the decimal point while punctuation goes
+
+
 def normalize_answer(s: str) -> str:
-    """SQuAD-style normalisation: lowercase, drop punctuation and a/an/the, squeeze whitespace."""
-    text = _strip_punctuation(s.lower())
+    """SQuAD-style normalisation: lowercase, drop punctuation and a/an/the, squeeze whitespace;
+    figures are kept whole ("28.5", "1200", "$ 10", "1.2 billion")."""
+    text = _THOUSANDS.sub("", s.lower().replace("n't", " not"))
+    text = _SCALE.sub(lambda m: _SCALE_WORDS[m.group(1)], text)
+    text = _CURRENCY.sub(r" \1 ", _DECIMAL.sub(_POINT, text))
+    text = _strip_punctuation(text).replace(_POINT, ".")
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
 
@@ -135,14 +149,24 @@ def _contains_tokens(haystack: list[str], needle: list[str]) -> bool:
     return any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+_NEGATIONS = frozenset({"not", "no", "never", "neither", "nor"})
+
+
 def contains_answer(pred: str, golds: str | Sequence[str]) -> bool:
-    """True if some non-empty normalised gold appears as a whole-token run inside the prediction."""
+    """True if some non-empty normalised gold appears as a whole-token run inside the prediction,
+    not negated there ("did not break even" does not give the gold "break even")."""
     # Whole tokens, not substrings: gold "2" must not match "2019".
     pred_tokens = normalize_answer(pred).split()
     for gold in _as_list(golds):
         gold_tokens = normalize_answer(gold).split()
-        if gold_tokens and _contains_tokens(pred_tokens, gold_tokens):
-            return True
+        n = len(gold_tokens)
+        if not gold_tokens or _NEGATIONS & set(gold_tokens):
+            if gold_tokens and _contains_tokens(pred_tokens, gold_tokens):
+                return True
+            continue
+        for i in range(len(pred_tokens) - n + 1):
+            if pred_tokens[i:i + n] == gold_tokens and not _NEGATIONS & set(pred_tokens[max(0, i - 3):i]):
+                return True
     return False
 
 

@@ -1,0 +1,262 @@
+"""Select evidence: sentences picked by meaning and keywords, each kept inside its passage.
+
+The model can only be right about what it is shown, and every prompt token costs time, so evidence
+is a budget in tokens. Sentences of the retrieved chunks are scored (dense similarity to the
+question, the IDF-weighted share of the question's terms they hold, their chunk's rank, their
+neighbours' similarity); the best are taken in order, each with the sentence after it (the answer
+often follows the sentence that names the event: "Nine consulates..." then "They include...") and,
+budget allowing, the one before; adjacent picks merge into one passage, and each file's headline
+and date head its passages. Weights are fitted on the BBC dev split with
+`python -m assistant.evaluate.evidence` (evals/README.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .chunking import split_sentences
+from .citations import Source
+from .injection import addresses_the_assistant
+from .text_utils import content_terms
+from .types import Passage
+
+# Characters per prompt token, for the budget (Qwen's tokenizer on English news: ~4).
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class Article:
+    """The stored text of one file: its chunks stitched into segments of verbatim text."""
+
+    file: str
+    title: str
+    date: str
+    segments: tuple[tuple[int, str], ...]  # (offset in the file, text), in order, not overlapping
+
+    @classmethod
+    def from_chunks(cls, chunks: Sequence[Passage]) -> "Article":
+        """Stitch overlapping chunks of one file (verbatim slices) into maximal segments."""
+        ordered = sorted(chunks, key=lambda c: c.start)
+        segments: list[list] = []
+        for c in ordered:
+            if segments and c.start <= segments[-1][0] + len(segments[-1][1]):
+                start, text = segments[-1]
+                end = start + len(text)
+                if c.end > end:
+                    segments[-1][1] = text + c.text[end - c.start:]
+            else:
+                segments.append([c.start, c.text])
+        first = ordered[0] if ordered else None
+        return cls(file=first.file if first else "", title=first.title if first else "",
+                   date=first.date if first else "", segments=tuple((s, t) for s, t in segments))
+
+    def sentences(self) -> list["Sentence"]:
+        """Every sentence of the stored text, in order, with offsets into the file."""
+        out: list[Sentence] = []
+        for offset, text in self.segments:
+            for span in split_sentences(text):
+                out.append(Sentence(self.file, offset + span.start, offset + span.end, text[span.start:span.end],
+                                    len(out)))
+        return out
+
+    def full_text(self) -> str:
+        """The file's text as far as it is stored (gaps, where cleaning removed a block, as spaces)."""
+        if not self.segments:
+            return ""
+        offset, text = self.segments[-1]
+        out = [" "] * (offset + len(text))
+        for offset, text in self.segments:
+            out[offset:offset + len(text)] = text
+        return "".join(out)
+
+    def text(self, start: int, end: int) -> str:
+        """The verbatim text of [start, end), which must lie inside one segment."""
+        for offset, text in self.segments:
+            if offset <= start and end <= offset + len(text):
+                return text[start - offset:end - offset]
+        raise ValueError(f"{self.file}[{start}:{end}] is not stored text")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of an article."""
+
+    file: str
+    start: int
+    end: int
+    text: str
+    position: int  # index among the article's sentences
+
+
+@dataclass
+class Scored:
+    """A candidate sentence with the features its score is made of."""
+
+    sentence: Sentence
+    features: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+
+# Feature weights of the sentence score (a logistic model fitted on BBC dev; evals/README.md).
+WEIGHTS: dict[str, float] = {
+    "dense": 2.946, "coverage": 2.746, "chunk_rank": 1.868, "file_rank": 1.04, "in_chunk": -0.01,
+    "neighbour": 0.336, "lead": -1.108, "bias": -6.905,
+}
+
+
+def features(sentences: Sequence[Sentence], sims: Sequence[float], question_terms: dict[str, float],
+             chunk_rank: dict[tuple[str, int], int], file_rank: dict[str, int] | None = None) -> list[Scored]:
+    """The features of each candidate sentence (sims: its dense similarity to the question)."""
+    total = sum(question_terms.values()) or 1.0
+    by_pos = {(s.file, s.position): sim for s, sim in zip(sentences, sims)}
+    out = []
+    for s, sim in zip(sentences, sims):
+        terms = set(content_terms(s.text))
+        coverage = sum(w for t, w in question_terms.items() if t in terms) / total
+        neighbours = [by_pos.get((s.file, s.position + d)) for d in (-1, 1)]
+        neighbour = max((n for n in neighbours if n is not None), default=sim)
+        rank = chunk_rank.get((s.file, s.position))
+        frank = (file_rank or {}).get(s.file, 10)
+        out.append(Scored(s, {"dense": sim, "coverage": coverage,
+                              "chunk_rank": 1.0 / (1.0 + rank) if rank is not None else 0.0,
+                              "in_chunk": 1.0 if rank is not None else 0.0, "file_rank": 1.0 / (1.0 + frank),
+                              "neighbour": neighbour, "lead": 1.0 if s.position <= 1 else 0.0}))
+    return out
+
+
+def score(items: list[Scored], weights: dict[str, float] | None = None) -> list[Scored]:
+    """Score candidates by the weighted features (a logit), best first."""
+    w = weights or WEIGHTS
+    for item in items:
+        item.score = w.get("bias", 0.0) + sum(w.get(k, 0.0) * v for k, v in item.features.items())
+    return sorted(items, key=lambda i: -i.score)
+
+
+def tokens_of(text: str) -> int:
+    """Estimated prompt tokens of a text."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many evidence tokens to spend, and how much context each pick carries."""
+
+    tokens: int = 450
+    after: int = 1  # sentences after each pick
+    before: int = 0  # sentences before each pick (added only while the budget lasts)
+    max_files: int = 4
+    min_score: float = -99.0  # picks below this logit are not taken (once one pick is in)
+    new_file_bonus: float = 0.0  # logit added to the best sentence of each file after the first
+
+
+def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budget) -> list[list[Sentence]]:
+    """Spend the budget on the best sentences with their context; returns runs of adjacent
+    sentences (one passage each), best run first."""
+    by_file = {f: a.sentences() for f, a in articles.items()}
+    chosen: dict[str, set[int]] = {}
+    order: list[tuple[str, int]] = []  # (file, position) of picks, best first
+    spent = 0
+    files_used: list[str] = []
+    if budget.new_file_bonus:
+        # A second article often holds the other half of the answer: its best sentence moves up.
+        firsts: dict[str, float] = {}
+        for item in ranked:
+            firsts.setdefault(item.sentence.file, item.score)
+        top_file = ranked[0].sentence.file if ranked else ""
+        bonus = {f: budget.new_file_bonus for f in firsts if f != top_file}
+        ranked = sorted(ranked, key=lambda i: -(i.score + (bonus.pop(i.sentence.file, 0.0)
+                                                            if firsts.get(i.sentence.file) == i.score else 0.0)))
+    for item in ranked:
+        s = item.sentence
+        if order and item.score < budget.min_score:
+            break
+        if s.file not in files_used and len(files_used) >= budget.max_files:
+            continue
+        sentences = by_file.get(s.file, [])
+        have = chosen.setdefault(s.file, set())
+        if s.position in have:
+            continue
+        wanted = [s.position] + [s.position + d for d in range(1, budget.after + 1)]
+        wanted = [p for p in wanted if 0 <= p < len(sentences) and p not in have and _usable(sentences[p])]
+        cost = sum(tokens_of(sentences[p].text) + 1 for p in wanted)
+        if s.file not in files_used:
+            cost += tokens_of(articles[s.file].title) + 12  # the heading line: file, headline, date
+        if spent + cost > budget.tokens:
+            if not order:
+                wanted, cost = [s.position], tokens_of(s.text)  # the best sentence always goes in
+            else:
+                continue
+        have.update(wanted)
+        spent += cost
+        order.append((s.file, s.position))
+        if s.file not in files_used:
+            files_used.append(s.file)
+    for _ in range(budget.before):
+        for file, pos in order:
+            p = pos - 1
+            sentences = by_file[file]
+            if p >= 0 and p not in chosen[file] and _usable(sentences[p]):
+                cost = tokens_of(sentences[p].text) + 1
+                if spent + cost <= budget.tokens:
+                    chosen[file].add(p)
+                    spent += cost
+    runs: list[tuple[int, list[Sentence]]] = []
+    rank = {key: n for n, key in enumerate(order)}
+    for file, positions in chosen.items():
+        sentences = by_file[file]
+        run: list[Sentence] = []
+        for p in sorted(positions):
+            if run and (p != run[-1].position + 1 or not _adjacent(articles[file], run[-1], sentences[p])):
+                runs.append((_best(run, rank), run))
+                run = []
+            run.append(sentences[p])
+        if run:
+            runs.append((_best(run, rank), run))
+    runs.sort(key=lambda r: r[0])
+    return [run for _, run in runs]
+
+
+def _best(run: list[Sentence], rank: dict[tuple[str, int], int]) -> int:
+    return min((rank.get((s.file, s.position), 10**6) for s in run), default=10**6)
+
+
+def _usable(s: Sentence) -> bool:
+    # A sentence written to steer the model (planted instructions) is never evidence.
+    return not addresses_the_assistant(s.text)
+
+
+def _adjacent(article: Article, a: Sentence, b: Sentence) -> bool:
+    """Two consecutive sentences of one stored segment (not across a removed block)."""
+    try:
+        article.text(a.start, b.end)
+    except ValueError:
+        return False
+    return True
+
+
+def sources_of(runs: list[list[Sentence]], articles: dict[str, Article], time_order: bool = False) -> list[Source]:
+    """Labelled sources, one per run; one file's runs sit together (files in the order of their
+    best run, or by date for a time question), in article order within a file."""
+    file_order: dict[str, int] = {}
+    for n, run in enumerate(runs):
+        file_order.setdefault(run[0].file, n)
+    if time_order:
+        dated = sorted(file_order, key=lambda f: (articles[f].date or "9999", file_order[f]))
+        file_order = {f: n for n, f in enumerate(dated)}
+    ordered = sorted(runs, key=lambda r: (file_order[r[0].file], r[0].start))
+    out = []
+    for n, run in enumerate(ordered, 1):
+        a = articles[run[0].file]
+        start, end = run[0].start, run[-1].end
+        out.append(Source(label=f"S{n}", file=a.file, start=start, end=end, text=a.text(start, end),
+                          date=a.date, title=a.title))
+    return out
+
+
+def relabel(sources: Sequence[Source]) -> list[Source]:
+    """The same sources in this order, labelled S1, S2, ... again."""
+    from dataclasses import replace
+
+    return [replace(s, label=f"S{n}") for n, s in enumerate(sources, 1)]
