@@ -176,10 +176,11 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
             continue
         sentences = by_file.get(s.file, [])
         have = chosen.setdefault(s.file, set())
-        if s.position in have:
-            continue
+        # A pick already in as another pick's context still brings its own context after it.
         wanted = [s.position] + [s.position + d for d in range(1, budget.after + 1)]
         wanted = [p for p in wanted if 0 <= p < len(sentences) and p not in have and _usable(sentences[p])]
+        if not wanted:
+            continue
         cost = sum(tokens_of(sentences[p].text) + 1 for p in wanted)
         if s.file not in files_used:
             cost += tokens_of(articles[s.file].title) + 12  # the heading line: file, headline, date
@@ -188,6 +189,8 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
                 wanted, cost = [s.position], tokens_of(s.text)  # the best sentence always goes in
             else:
                 continue
+        if s.position in have:
+            wanted = [p for p in wanted if p != s.position]
         have.update(wanted)
         spent += cost
         order.append((s.file, s.position))

@@ -76,7 +76,7 @@ class Settings:
     n_ctx: int = 4096
     temperature: float = 0.0
     # llama.cpp n-gram speculative decoding for the local model (benchmarks/RESULTS.md, "Speculative").
-    speculative: bool = True
+    speculative: bool = False
     # Chat history kept verbatim (older turns are dropped from the prompt).
     history_turns: int = 4
     # The answering checks (assistant/checks). Thresholds were fitted on the BBC dev split with the

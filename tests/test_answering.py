@@ -73,9 +73,19 @@ def fake_model(settings: Settings) -> FakeChatModel:
     return model
 
 
+def astellas_sentence(sources: list) -> str:
+    """The sentence of the prompt's sources that names the firm (the answer to ASTELLAS_Q)."""
+    for src in sources:
+        for sp in split_sentences(src.text):
+            if "Astellas" in src.text[sp.start:sp.end]:
+                return " ".join(src.text[sp.start:sp.end].split()).rstrip(".")
+    raise AssertionError("no source names Astellas")
+
+
 def queue_model(settings: Settings) -> tuple[Settings, QueueChatModel]:
-    """The settings with the fake:queue model, and that model (the one the Assistant will get), emptied."""
-    s = settings.with_(llm="fake:queue")
+    """The settings with the fake:queue model, and that model (the one the Assistant will get), emptied.
+    The pick check is off here (its own tests queue its reply), so each test queues only what it is about."""
+    s = settings.with_(llm="fake:queue", checks_off=settings.checks_off | {"picked"})
     model = get_llm(s)
     assert isinstance(model, QueueChatModel)
     model.reset()
@@ -312,7 +322,7 @@ def test_the_gate_saying_none_declines_as_answerable_without_asking_the_model_to
 def test_the_gate_prompt_is_the_answer_prompt_with_the_gate_question_after_it(settings: Settings) -> None:
     s, model = queue_model(settings)
     sources = Assistant(s).gather(ASTELLAS_Q).sources
-    model.enqueue_choice("1", 0.95).enqueue(f"{first_sentence(sources[0].text)} [S1].").enqueue_choice("yes", 0.9)
+    model.enqueue_choice("1", 0.95).enqueue(f"{astellas_sentence(sources)} [S1].").enqueue_choice("yes", 0.9)
     answer = Assistant(s).ask(ASTELLAS_Q)
 
     assert not answer.declined
@@ -330,21 +340,24 @@ def test_the_gate_prompt_is_the_answer_prompt_with_the_gate_question_after_it(se
 def test_a_sentence_its_source_does_not_state_is_withheld_and_a_supported_one_stays(settings: Settings) -> None:
     s, model = queue_model(settings)
     sources = Assistant(s).gather(ASTELLAS_Q).sources
-    kept, withheld = first_sentence(sources[0].text), first_sentence(sources[1].text)
-    model.enqueue_choice("1", 0.95).enqueue(f"{kept} [S1]. {withheld} [S2].")
+    first = next(src for src in sources if "Astellas" in src.text)
+    other = next(src for src in sources if src is not first and "Astellas" not in src.text)
+    kept, withheld = astellas_sentence([first]), first_sentence(other.text)
+    model.enqueue_choice("1", 0.95).enqueue(f"{kept} [{first.label}]. {withheld} [{other.label}].")
     model.enqueue_choice("yes", 0.9).enqueue_choice("no", 0.9)  # S1's sentence supported, S2's not
     answer = Assistant(s).ask(ASTELLAS_Q)
 
     assert answer.declined is False and answer.decline_reason == ""
     assert kept in answer.answer and withheld not in answer.answer
     assert answer.unsupported_sentences == [f"{withheld}."], "listed without its label or a stray space"
-    assert {c.label for c in answer.citations} == {"S1"}
+    assert {c.label for c in answer.citations} == {first.label}
     support = [v for v in answer.verdicts if v.name == "supported"]
     assert [v.passed for v in support] == [True, False]
     assert [v.subject for v in support] == [f"{kept}.", f"{withheld}."]
     # The support questions asked about the sentences in order, each naming its cited source.
     asked = [m[-1]["content"] for m in model.choice_requests[1:]]
-    assert kept in asked[0] and "[S1]" in asked[0] and withheld in asked[1] and "[S2]" in asked[1]
+    assert kept in asked[0] and f"[{first.label}]" in asked[0]
+    assert withheld in asked[1] and f"[{other.label}]" in asked[1]
     assert withheld in answer.draft
 
 
@@ -402,9 +415,10 @@ def test_the_fake_model_answering_an_answerable_question_is_not_declined(setting
     assert answer.citations and answer.sources
     assert answer.prompt_tokens > 0
     assert {"retrieve_s", "generate_s", "total_s"} <= set(answer.timings)
-    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses"]
+    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses",
+                                                 "picked"]
     assert all(v.passed for v in answer.verdicts)
-    assert len(model.choice_requests) == 2, "the gate and one support check for the one cited sentence"
+    assert len(model.choice_requests) == 3, "the gate, one support check for the one cited sentence, the pick"
 
 
 def test_an_empty_question_is_an_input_error(settings: Settings) -> None:

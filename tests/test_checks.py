@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from assistant import checks
 from assistant.answering import Assistant
+from assistant.backends import ner
 from assistant.backends import get_llm
 from assistant.backends.choice import grammar, to_choice
 from assistant.backends.fakes import QueueChatModel
@@ -31,7 +33,10 @@ def _plain_copy(src: Path, dest: Path) -> Path:
 
 def _indexed_plain(src: Path, tmp_path: Path) -> Settings:
     s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(src, tmp_path / src.name)),
-                          index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue")
+                          index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue",
+                          # The pick check is off (its own tests switch it on), so each test queues
+                          # only the replies of the checks it is about.
+                          checks_off=frozenset({"picked"}))
     build_index(s.corpus_dir, settings=s)
     return s
 
@@ -184,7 +189,7 @@ def test_the_threshold_is_a_setting(bbc: Settings) -> None:
 
 
 def test_a_switched_off_check_is_not_run(bbc: Settings) -> None:
-    off = bbc.with_(checks_off=frozenset({"answerable", "supported"}))
+    off = bbc.with_(checks_off=frozenset({"answerable", "supported", "picked"}))
     model = _queue(off).enqueue("Claxton set a British record of 7.96 seconds [S1].")
     answer = Assistant(off).ask("What time did Sarah Claxton run to set the British record?")
     assert not answer.declined and model.choice_requests == []
@@ -247,7 +252,7 @@ def test_an_answer_whose_every_figure_is_made_up_is_declined_and_the_check_can_b
     _queue(bbc).enqueue_choice("1", 0.9).enqueue("Claxton won 40,000 pounds at the AAAs [S1].")
     answer = Assistant(bbc).ask(question)
     assert answer.declined and answer.decline_reason == "supported_any"
-    off = bbc.with_(checks_off=frozenset({"numbers"}))
+    off = bbc.with_(checks_off=frozenset({"numbers", "picked"}))
     _queue(off).enqueue_choice("1", 0.9).enqueue("Claxton won 40,000 pounds at the AAAs [S1].").enqueue_choice("yes", 0.9)
     kept = Assistant(off).ask(question)
     assert not kept.declined and "40,000" in kept.answer
@@ -332,3 +337,65 @@ def test_without_the_ner_model_the_figure_check_does_not_run(bbc: Settings) -> N
     answer = Assistant(off).ask("How much prize money did Sarah Claxton win at the AAAs?")
     assert not any(v.name == "numbers" for v in answer.verdicts)
     assert "40,000" in answer.answer
+
+
+# -- the pick: the answer's key entity against the model's pick from the sources ---------------------
+def _picking(settings: Settings) -> Settings:
+    return settings.with_(checks_off=frozenset())
+
+
+def test_a_swapped_name_is_caught_by_the_pick_on_the_plain_sample(plain_sample: Settings) -> None:
+    s = _picking(plain_sample)
+    question = "Which company employed the Japanese businessman detained in Beijing?"
+    sources = Assistant(s).gather(question).sources
+    options = checks.pick_options(understand(question), sources)
+    assert "Astellas Pharma Inc." in options or "Astellas" in " ".join(options)
+    right = next(o for o in options if "Astellas" in o)
+    wrong = next(o for o in options if o != right and "Astellas" not in o)
+    # The draft names another organisation of the sources; asked for the name alone, the model picks Astellas.
+    _queue(s).enqueue_choice("1", 0.9).enqueue(f"{wrong} employed the businessman [S1].") \
+        .enqueue_choice("yes", 0.9).enqueue_choice(right, 0.8)
+    answer = Assistant(s).ask(question)
+    assert answer.declined and answer.decline_reason == "picked"
+    verdict = next(v for v in answer.verdicts if v.name == "picked")
+    assert right in verdict.reason and verdict.subject == right
+
+
+def test_an_answer_that_gives_the_picked_name_passes_on_the_plain_sample(plain_sample: Settings) -> None:
+    s = _picking(plain_sample)
+    question = "Which company employed the Japanese businessman detained in Beijing?"
+    options = checks.pick_options(understand(question), Assistant(s).gather(question).sources)
+    right = next(o for o in options if "Astellas" in o)
+    model = _queue(s).enqueue_choice("1", 0.9).enqueue("Astellas Pharma employed the businessman [S1].") \
+        .enqueue_choice("yes", 0.9).enqueue_choice(right, 0.8)
+    answer = Assistant(s).ask(question)
+    assert not answer.declined, answer.decline_reason
+    # The pick question extends the answer prompt, so the model's prompt cache serves it.
+    pick_prompt = model.choice_requests[-1][-1]["content"]
+    assert pick_prompt.startswith(model.requests[0][-1]["content"]) and "NONE" in pick_prompt
+
+
+def test_a_pick_of_none_declines_on_bbc(bbc: Settings) -> None:
+    s = _picking(bbc)
+    question = "How much prize money did Sarah Claxton win at the AAAs?"
+    sources = Assistant(s).gather(question).sources
+    figure = next(e.text for src in sources for e in ner.entities(src.text) if e.label in ("CARDINAL", "MONEY"))
+    _queue(s).enqueue_choice("1", 0.9).enqueue(f"Claxton won {figure} at the AAAs [S1].") \
+        .enqueue_choice("yes", 0.9).enqueue_choice("NONE", 0.9)
+    answer = Assistant(s).ask(question)
+    assert answer.declined and answer.decline_reason == "picked"
+    assert "NONE" in next(v.reason for v in answer.verdicts if v.name == "picked")
+
+
+@pytest.mark.parametrize("pick, answer, kind, agrees", [
+    ("Yoshimasa Hayashi", "Hayashi visited Beijing [S1].", "who", True),
+    ("April 2", "They met on 2 April [S1].", "when", True),
+    ("£10", "It rose to 10 pounds [S2].", "how_many", True),
+    ("Takeshi Iwaya", "Hayashi visited Beijing [S1].", "who", False),
+    ("£6", "It rose to £10 [S1].", "how_many", False),
+])
+def test_a_pick_agrees_with_an_answer_that_gives_it_in_other_words(pick: str, answer: str, kind: str,
+                                                                   agrees: bool) -> None:
+    from assistant.checks.question import Question
+
+    assert checks.pick_agrees(pick, answer, Question("q?", kind)) is agrees

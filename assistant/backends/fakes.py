@@ -51,7 +51,10 @@ class FakeChatModel:
 
     def _reply(self, messages: list[dict[str, str]]) -> str:
         self.requests.append(messages)
-        prompt = messages[-1]["content"]
+        return self._reply_to(messages[-1]["content"])
+
+    @staticmethod
+    def _reply_to(prompt: str) -> str:
         if prompt.startswith("Rewrite"):
             # Follow-up rewriting: return the last line's question unchanged plus the prior subject.
             match = _QUESTION.search(prompt)
@@ -95,6 +98,13 @@ class FakeChatModel:
             future = bool(sentence and re.search(r"\b(will|plans? to|intends? to|to visit|scheduled|expected)\b", sentence.group(1)))
             pick = "NO" if not about else "PLANNED" if future else "HAPPENED"
             return Choice(option=pick, probs={o: 0.9 if o == pick else 0.05 for o in options})
+        if "NONE" in options and not all(o.isdigit() for o in options if o != "NONE"):
+            # The answer's key entity: the first option found in the source sentence the extractive
+            # answer would quote (NONE when it would decline).
+            reply = self._reply_to(first)
+            pick = next((o for o in options if o != "NONE" and o in reply), "NONE") if reply != SENTINEL else "NONE"
+            rest = (1.0 - 0.9) / max(1, len(options) - 1)
+            return Choice(option=pick, probs={o: 0.9 if o == pick else rest for o in options})
         if "NONE" in options:
             match = _QUESTION.search(first)
             question = set(content_terms(match.group(1))) if match else set()

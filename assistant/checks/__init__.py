@@ -10,10 +10,10 @@ split (see evals/README.md), and `Settings.checks_off` switches a check off for 
 from __future__ import annotations
 
 from ..settings import CHECKS
-from .judge import answerable, gate_messages, pick, supported, support_messages
+from .judge import answerable, gate_messages, pick, pick_options, supported, support_messages
 from .question import Question, question_kind, understand
 from .rules import Disagreement, addresses, disagreement, entities_found, figures, numbers_found, pick_agrees, picked
 from .verdicts import Verdict
 
 __all__ = ["CHECKS", "Disagreement", "Question", "Verdict", "addresses", "answerable", "disagreement",
-           "entities_found", "figures", "gate_messages", "numbers_found", "pick", "pick_agrees", "picked", "question_kind", "supported", "support_messages", "understand"]
+           "entities_found", "figures", "gate_messages", "numbers_found", "pick", "pick_agrees", "pick_options", "picked", "question_kind", "supported", "support_messages", "understand"]
