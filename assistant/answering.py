@@ -146,11 +146,12 @@ class Assistant:
                 if sent.start < p.end and sent.end > p.start:
                     chunk_rank.setdefault((sent.file, sent.position), n)
         # Every sentence of the best files is a candidate (the answer is often a sentence or two past
-        # the chunk that matched), and every sentence of the other retrieved chunks.
+        # the chunk that matched), and every sentence of the other retrieved chunks; a fragment of
+        # fewer than three content words (a stray code or byline left by a planted line) is not.
         whole = set(list(file_rank)[:self.settings.candidate_files])
         candidates = [sent for f in file_rank if f in articles for sent in articles[f].sentences()
                       if (f in whole or (sent.file, sent.position) in chunk_rank)
-                      and len(content_terms(sent.text)) >= 2 and not addresses_the_assistant(sent.text)]
+                      and len(content_terms(sent.text)) >= 3 and not addresses_the_assistant(sent.text)]
         if not candidates:
             return []
         q_vec = retriever.embed_query(q.text)
@@ -364,7 +365,7 @@ class Assistant:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
         if self._on("addresses"):
             judged.verdicts.append(checks.addresses(q, " ".join(kept)))
-        if self._on("picked") and (judged.first_failure() is None or self.trace):
+        if self.settings.pick_check and self._on("picked") and (judged.first_failure() is None or self.trace):
             choice = checks.pick(llm, messages, q, evidence.sources)
             judged.verdicts.append(checks.picked(q, " ".join(kept), choice, self.settings.pick_none_max))
         if judged.first_failure() is not None:

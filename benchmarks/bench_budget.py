@@ -1,9 +1,9 @@
-"""Prompt-budget sweep: how few evidence sentences keep answers correct, and what each costs.
+"""Prompt-budget sweep: how few evidence tokens keep answers correct, and what each costs.
 
-Run:  HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_budget.py [--budgets 3,6,10] [--every 4] [--out FILE]
+Run:  HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_budget.py [--budgets 300,450,600] [--every 4] [--out FILE]
 
-On the sample corpus with the default models, for each budget (`max_context_sentences`, the number
-of evidence sentences put into the prompt) it asks every N-th question of evals/datasets/sample.jsonl
+On the sample corpus with the default models, for each budget (`evidence_tokens`, the evidence
+put into the prompt, in tokens of about four characters) it asks every N-th question of evals/datasets/sample.jsonl
 through `Assistant.ask` and reports, per budget: prompt tokens per model call (the model's own usage
 count), end-to-end latency p50/p95, correct answers (`contains_answer` on answerable questions, the
 decline flag on unanswerable ones), wrong answers given, and the process's peak RSS.
@@ -31,7 +31,7 @@ def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics:
     """Ask every case with this prompt budget; return the summary and the per-case records."""
     from assistant.answering import Assistant
 
-    bot = Assistant(settings.with_(max_context_sentences=budget))
+    bot = Assistant(settings.with_(evidence_tokens=budget))
     records = []
     for case in cases:
         t0 = time.perf_counter()
@@ -61,7 +61,7 @@ def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", default="3,6,10", help="comma-separated sentence budgets")
+    parser.add_argument("--budgets", default="300,450,600", help="comma-separated token budgets")
     parser.add_argument("--every", type=int, default=4, help="take every N-th question of the gold set")
     parser.add_argument("--index-dir", default=None, help="index folder (default: ./index or ASSISTANT_INDEX_DIR)")
     parser.add_argument("--out", default=None, help="write summaries and per-case records as JSON here")

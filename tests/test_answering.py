@@ -415,10 +415,11 @@ def test_the_fake_model_answering_an_answerable_question_is_not_declined(setting
     assert answer.citations and answer.sources
     assert answer.prompt_tokens > 0
     assert {"retrieve_s", "generate_s", "total_s"} <= set(answer.timings)
-    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses",
-                                                 "picked"]
+    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses"]
     assert all(v.passed for v in answer.verdicts)
-    assert len(model.choice_requests) == 3, "the gate, one support check for the one cited sentence, the pick"
+    assert len(model.choice_requests) == 2, "the gate and one support check (the pick check is off by default)"
+    picking = Assistant(settings.with_(pick_check=True)).ask(ASTELLAS_Q)
+    assert not picking.declined and picking.verdicts[-1].name == "picked" and picking.verdicts[-1].passed
 
 
 def test_an_empty_question_is_an_input_error(settings: Settings) -> None:

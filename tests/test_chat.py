@@ -40,7 +40,7 @@ def corpus_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture
 def settings(corpus_settings: Settings, fresh_caches: None) -> Settings:
     """The queue fake, with the model-judged checks off: these tests are about rewriting, not the checks."""
-    return corpus_settings.with_(llm="fake:queue", checks_off=frozenset({"answerable", "supported"}))
+    return corpus_settings.with_(llm="fake:queue", checks_off=frozenset({"answerable", "supported", "picked"}))
 
 
 @pytest.fixture

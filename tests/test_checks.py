@@ -341,7 +341,7 @@ def test_without_the_ner_model_the_figure_check_does_not_run(bbc: Settings) -> N
 
 # -- the pick: the answer's key entity against the model's pick from the sources ---------------------
 def _picking(settings: Settings) -> Settings:
-    return settings.with_(checks_off=frozenset())
+    return settings.with_(checks_off=frozenset(), pick_check=True)
 
 
 def test_a_swapped_name_is_caught_by_the_pick_on_the_plain_sample(plain_sample: Settings) -> None:

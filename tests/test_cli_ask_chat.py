@@ -71,6 +71,7 @@ def queue(env: pytest.MonkeyPatch) -> Iterator[QueueChatModel]:
     configuration, and the CLI builds its settings from this same environment, so the test and the
     command share it. At the end every queued reply must have been asked for."""
     env.setenv("ASSISTANT_LLM", "fake:queue")
+    env.setenv("ASSISTANT_CHECKS_OFF", "picked")  # the pick has its own tests (test_checks.py)
     model = get_llm(Settings.from_env())
     assert isinstance(model, QueueChatModel)
     model.reset()

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from assistant.settings import CHECKS
+
 from assistant.evaluate.ablation import Config, ablations, decide, fire_counts, score, sweep
 from assistant.evaluate.runner import run_eval
 from assistant.indexing import build_index
@@ -51,7 +53,7 @@ def test_the_gate_sweep_trades_wrong_declines_for_declined_unanswerables() -> No
     assert rows[0.3]["correct"] == 0.5 and rows[0.3]["wrong_decline"] == 0.5 and rows[0.3]["correct_decline"] == 1.0
     assert rows[0.5]["correct"] == 1.0 and rows[0.5]["answered_unanswerable"] == 1
     names = [tuple(r["off"]) for r in ablations(records, 0.3, 0.5)]
-    assert names[0] == () and ("answerable",) in names and len(names[-1]) == 5
+    assert names[0] == () and ("answerable",) in names and len(names[-1]) == len(CHECKS)
     assert fire_counts(records)["answerable"] == {"ran": 3, "failed": 2}
     assert score(records, Config(frozenset(), 0.3, 0.5))["n_unanswerable"] == 1
 
@@ -98,7 +100,7 @@ def test_a_bbc_eval_run_reports_decline_reasons_ablations_sweeps_and_chats(bbc_s
     assert chat_records[1]["standalone_question"], "the follow-up was rewritten"
     assert sum(summary["decline_reasons"].values()) == summary["n_declined"]
     assert {row["off"][0] for row in summary["ablation"] if len(row["off"]) == 1} == \
-        {"entities", "answerable", "numbers", "supported", "addresses"}
+        {"entities", "answerable", "numbers", "supported", "addresses", "picked"}
     assert len(summary["sweep_gate"]) == 20 and len(summary["sweep_support"]) == 20
     markdown = (report.run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Ablation" in markdown and "## Decline reasons and checks" in markdown and "## Chat conversations" in markdown

@@ -170,3 +170,23 @@ def test_the_heading_names_the_file_its_headline_and_date() -> None:
 def test_sentences_are_plain_dataclasses() -> None:
     s = Sentence("a.txt", 0, 5, "Hello", 0)
     assert s.position == 0 and s.file == "a.txt"
+
+
+def test_the_measure_sweeps_a_setting_into_a_curve(bbc: Settings, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.evaluate.evidence import main
+
+    raw = (BBC / "sport" / "101.txt").read_text(encoding="utf-8")
+    first = raw.strip().splitlines()[0]
+    data = tmp_path / "gold.jsonl"
+    data.write_text(json.dumps({"id": "x1", "question": first + "?", "answer": "x", "sources": ["sport/101.txt"],
+                                "evidence": [first], "type": "single", "answerable": True}) + "\n",
+                    encoding="utf-8")
+    for key, value in {"ASSISTANT_CORPUS": bbc.corpus_dir, "ASSISTANT_INDEX_DIR": bbc.index_dir,
+                       "ASSISTANT_EMBEDDER": bbc.embedder, "ASSISTANT_LLM": bbc.llm}.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "curve.json"
+    main(["--dataset", str(data), "--sweep", "evidence_tokens=60,400", "--out", str(out)])
+    curve = json.loads(out.read_text(encoding="utf-8"))["sweep"]
+    assert [p["evidence_tokens"] for p in curve] == ["60", "400"]
+    assert curve[0]["tokens_median"] < curve[1]["tokens_median"]

@@ -44,7 +44,7 @@ def dated(tmp_path: Path, index_dir: Path) -> Settings:
     (folder / "metadata.json").write_text(json.dumps({"files": {"old.txt": {"date": "2023-05-10"},
                                                                  "new.txt": {"date": "2024-12-20"}}}))
     settings = Settings.from_env(environ={}, corpus_dir=str(folder), index_dir=str(index_dir), embedder="fake:hash",
-                                 llm="fake:queue", checks_off=frozenset({"entities", "addresses"}))
+                                 llm="fake:queue", checks_off=frozenset({"entities", "addresses", "picked"}))
     build_index(folder, settings=settings)
     return settings
 

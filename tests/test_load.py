@@ -181,7 +181,7 @@ def test_fifty_turn_chat_keeps_prompts_bounded_and_still_answers(tmp_path: Path)
 def test_fifty_turn_chat_whose_rewriter_answers_instead_keeps_prompts_bounded_and_retrieves_for_the_question(
         tmp_path: Path) -> None:
     # fake:queue: every rewrite is an answer, not a question, so each turn falls back on the one before.
-    settings = _settings(tmp_path).with_(llm="fake:queue", checks_off=frozenset({"answerable", "supported"}))
+    settings = _settings(tmp_path).with_(llm="fake:queue", checks_off=frozenset({"answerable", "supported", "picked"}))
     build_index(settings.corpus_dir, settings=settings)
     session, model, turns = _fifty_turns(settings)
     _assert_bounded(session, turns)

@@ -182,7 +182,7 @@ def test_verbatim_sentence_with_hyphenated_or_dotted_name_supports_itself(world:
 
 def queue_model(world: World) -> tuple[Settings, QueueChatModel]:
     """The world's settings with fake:queue, and that model (the one the Assistant gets), emptied."""
-    s = world.settings.with_(llm="fake:queue")
+    s = world.settings.with_(llm="fake:queue", checks_off=frozenset({"picked"}))
     model = get_llm(s)
     assert isinstance(model, QueueChatModel)
     model.reset()

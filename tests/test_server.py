@@ -3,6 +3,8 @@ the token, discovery through server.json, a server killed mid-answer, and `ask`/
 
 from __future__ import annotations
 
+import re
+
 import http.client
 import json
 import os
@@ -338,7 +340,7 @@ def test_cli_ask_uses_the_server_in_assistant_server_url(server: AssistantServer
     before = server.answered
     result = runner.invoke(app, ["ask", ASTELLAS_Q])
     assert result.exit_code == 0, result.output
-    assert "Astellas" in result.stdout and "Sources:" in result.stdout and "[S1] 001_" in result.stdout
+    assert "Astellas" in result.stdout and "Sources:" in result.stdout and re.search(r"\[S\d+\] 001_", result.stdout)
     result = runner.invoke(app, ["ask", ASTELLAS_Q, "--json", "--file", "001_e2d5a160401ece19.txt"])
     assert result.exit_code == 0 and json.loads(result.stdout)["citations"][0]["file"] == "001_e2d5a160401ece19.txt"
     result = runner.invoke(app, ["ask", ASTELLAS_Q, "--since", "yesterday"])
@@ -358,7 +360,7 @@ def test_cli_chat_sends_the_history_to_the_server(server: AssistantServer, env: 
     before = server.answered
     result = runner.invoke(app, ["chat"], input=f"{ASTELLAS_Q}\n/sources\nWhen was that employee detained?\n")
     assert result.exit_code == 0, result.output
-    assert result.stdout.count("Astellas") >= 2 and "[S1] 001_" in result.stdout
+    assert result.stdout.count("Astellas") >= 2 and re.search(r"\[S\d+\] 001_", result.stdout)
     assert "  - 001_" in result.stdout  # /sources lists the last answer's passages
     assert server.answered == before + 2
     rewrites = [m for m in get_llm(server.settings).requests if m[-1]["content"].startswith("Rewrite")]

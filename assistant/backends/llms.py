@@ -151,7 +151,7 @@ class LocalChatModel:
         message = error.get("message", "unknown error")
         if error.get("type") == "exceed_context_size_error":
             raise ConfigError(f"the prompt does not fit the local model's context: {message}. Raise "
-                              "ASSISTANT_CTX or lower ASSISTANT_MAX_CONTEXT_SENTENCES / ASSISTANT_HISTORY_TURNS")
+                              "ASSISTANT_CTX or lower ASSISTANT_EVIDENCE_TOKENS / ASSISTANT_HISTORY_TURNS")
         raise BackendUnavailableError(f"local model {self.model} rejected the request "
                                       f"(HTTP {error.get('code', '?')}): {message}")
 

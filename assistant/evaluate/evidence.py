@@ -184,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--set", action="append", default=[], help="a setting override, e.g. evidence_tokens=600")
+    parser.add_argument("--sweep", default="", help="one setting over values, e.g. evidence_tokens=300,450,600")
     parser.add_argument("--fit", action="store_true", help="fit the sentence-score weights on this set and print them")
     parser.add_argument("--out", default=None, help="write the summary and per-case rows as JSON here")
     args = parser.parse_args(argv)
@@ -192,6 +193,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.fit:
         feats, labels, _ = training_rows(Assistant(settings), cases)
         print(json.dumps(fit(feats, labels)), f"({len(labels)} sentences, {sum(labels)} gold)")
+        return
+    if args.sweep:
+        key, _, values = args.sweep.partition("=")
+        curve = []
+        for value in values.split(","):
+            point = summarise(measure(Assistant(settings.with_(**_overrides([f"{key}={value}"]))), cases))
+            curve.append({key: value, **{k: v for k, v in point.items() if k != "by_type"}})
+            print(json.dumps(curve[-1]), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"settings": args.set, "dataset": args.dataset, "sweep": curve},
+                                                 indent=1), encoding="utf-8")
         return
     rows = measure(Assistant(settings), cases)
     summary = summarise(rows)
