@@ -83,7 +83,8 @@ def test_the_question_kind_comes_from_its_interrogative_form(text: str, kind: st
     ("Did BA raise its fuel surcharge?", "yes_no"),
     ("How long did the strike last?", "how_many"),
     # Sample-style.
-    ("What was the name of the minister who visited Beijing in December 2024?", "what"),
+    ("What was the name of the minister who visited Beijing in December 2024?", "who"),
+    ("What name does Beijing use for the Senkaku Islands?", "what"),
     ("On what date did Hayashi meet Qin Gang?", "when"),
     ("Which company employed the Japanese businessman detained in Beijing?", "who"),
     ("And when did he visit?", "when"),

@@ -151,6 +151,8 @@ def parsed_kind(tokens: Sequence[ner.Token]) -> str:
         if root is not None and root.text.lower() in ("is", "was", "are", "were"):
             subj = [t for t in tokens if tokens[t.head] is root and t.dep in ("nsubj", "attr") and t.tag in ("NN", "NNS")]
             noun = subj[0].text.lower() if subj else ""
+            if noun in ("name", "names"):
+                return "who"  # "What is the name of the reporter...?" asks for a name
     for kind, nouns in _NOUN_KINDS.items():
         if noun in nouns:
             return kind
