@@ -400,3 +400,13 @@ def test_a_pick_agrees_with_an_answer_that_gives_it_in_other_words(pick: str, an
     from assistant.checks.question import Question
 
     assert checks.pick_agrees(pick, answer, Question("q?", kind)) is agrees
+
+
+def test_a_name_the_question_gives_is_not_an_answer_when_written_longer() -> None:
+    # Sample: the question names the firm; an answer that only repeats it, longer, names no one.
+    q = understand("What is the name of the Astellas Pharma employee detained in Beijing in March 2023?")
+    assert q.kind == "who"
+    assert not addresses(q, "Astellas Pharma Inc. employee detained in Beijing in March 2023 [S1].").passed
+    # BBC: a new name passes.
+    bbc_q = understand("Who replaced David Moyes as manager?")
+    assert addresses(bbc_q, "Walter Smith replaced David Moyes [S1].").passed

@@ -90,8 +90,15 @@ def _entities(text: str) -> tuple[ner.Entity, ...]:
 
 
 def _answer_entities(text: str, question: Question) -> list[ner.Entity]:
-    asked = {e.text.lower() for e in question.entities}
-    return [e for e in _entities(text) if e.text.lower() not in asked]
+    """The answer's entities that the question does not already name: "Astellas Pharma Inc." in an
+    answer is the question's "Astellas Pharma" written longer, not a new name."""
+    asked = [set(_words(e.text)) for e in question.entities]
+    return [e for e in _entities(text)
+            if not any(a and (a <= set(_words(e.text)) or set(_words(e.text)) <= a) for a in asked)]
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
 def addresses(question: Question, answer: str) -> Verdict:
