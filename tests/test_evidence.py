@@ -138,10 +138,8 @@ def test_evidence_recall_counts_a_missing_sentence_as_missing_on_bbc(bbc: Settin
     assert summary["all_in"] == 0.0 and summary["any_in"] == 1.0 and summary["by_type"]["single"]["n"] == 1
 
 
-def test_the_measure_runs_from_the_command_line_and_writes_its_rows(bbc: Settings, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant.evaluate.evidence import main
-
+def _one_case_gold(bbc: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A one-case gold file (a BBC headline asked as a question) and the environment naming the index."""
     raw = (BBC / "sport" / "101.txt").read_text(encoding="utf-8")
     first = raw.strip().splitlines()[0]
     data = tmp_path / "gold.jsonl"
@@ -151,6 +149,14 @@ def test_the_measure_runs_from_the_command_line_and_writes_its_rows(bbc: Setting
     for key, value in {"ASSISTANT_CORPUS": bbc.corpus_dir, "ASSISTANT_INDEX_DIR": bbc.index_dir,
                        "ASSISTANT_EMBEDDER": bbc.embedder, "ASSISTANT_LLM": bbc.llm}.items():
         monkeypatch.setenv(key, value)
+    return data
+
+
+def test_the_measure_runs_from_the_command_line_and_writes_its_rows(bbc: Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.evaluate.evidence import main
+
+    data = _one_case_gold(bbc, tmp_path, monkeypatch)
     out = tmp_path / "recall.json"
     main(["--dataset", str(data), "--set", "evidence_tokens=300", "--out", str(out)])
     written = json.loads(out.read_text(encoding="utf-8"))
@@ -176,15 +182,7 @@ def test_the_measure_sweeps_a_setting_into_a_curve(bbc: Settings, tmp_path: Path
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from assistant.evaluate.evidence import main
 
-    raw = (BBC / "sport" / "101.txt").read_text(encoding="utf-8")
-    first = raw.strip().splitlines()[0]
-    data = tmp_path / "gold.jsonl"
-    data.write_text(json.dumps({"id": "x1", "question": first + "?", "answer": "x", "sources": ["sport/101.txt"],
-                                "evidence": [first], "type": "single", "answerable": True}) + "\n",
-                    encoding="utf-8")
-    for key, value in {"ASSISTANT_CORPUS": bbc.corpus_dir, "ASSISTANT_INDEX_DIR": bbc.index_dir,
-                       "ASSISTANT_EMBEDDER": bbc.embedder, "ASSISTANT_LLM": bbc.llm}.items():
-        monkeypatch.setenv(key, value)
+    data = _one_case_gold(bbc, tmp_path, monkeypatch)
     out = tmp_path / "curve.json"
     main(["--dataset", str(data), "--sweep", "evidence_tokens=60,400", "--out", str(out)])
     curve = json.loads(out.read_text(encoding="utf-8"))["sweep"]
