@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -97,8 +98,6 @@ def resolve_references(question: str, last_question: str, last_answer: str = "")
     (the subject comes first), and an opening "And" goes. "And what did he push for there?" after
     "When did Hayashi meet Qin Gang in Beijing?" becomes "What did Hayashi push for in Beijing?".
     Two different pronouns never get the same name; unresolved words stay as they are."""
-    import re
-
     from .backends import ner
 
     names: list[ner.Entity] = []

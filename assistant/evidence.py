@@ -12,8 +12,9 @@ and date head its passages. Weights are fitted on the BBC dev split with
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .chunking import split_sentences
@@ -52,14 +53,19 @@ class Article:
         return cls(file=first.file if first else "", title=first.title if first else "",
                    date=first.date if first else "", segments=tuple((s, t) for s, t in segments))
 
-    def sentences(self) -> list["Sentence"]:
-        """Every sentence of the stored text, in order, with offsets into the file."""
+    def sentences(self) -> tuple["Sentence", ...]:
+        """Every sentence of the stored text, in order, with offsets into the file (split once per
+        article: the retriever keeps articles across questions)."""
+        return self._sentences
+
+    @functools.cached_property
+    def _sentences(self) -> tuple["Sentence", ...]:
         out: list[Sentence] = []
         for offset, text in self.segments:
             for span in split_sentences(text):
                 out.append(Sentence(self.file, offset + span.start, offset + span.end, text[span.start:span.end],
                                     len(out)))
-        return out
+        return tuple(out)
 
     def full_text(self) -> str:
         """The file's text as far as it is stored (gaps, where cleaning removed a block, as spaces)."""
@@ -147,7 +153,6 @@ class Budget:
     after: int = 1  # sentences after each pick
     before: int = 0  # sentences before each pick (added only while the budget lasts)
     max_files: int = 4
-    min_score: float = -99.0  # picks below this logit are not taken (once one pick is in)
     new_file_bonus: float = 0.0  # logit added to the best sentence of each file after the first
 
 
@@ -159,19 +164,18 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
     order: list[tuple[str, int]] = []  # (file, position) of picks, best first
     spent = 0
     files_used: list[str] = []
-    if budget.new_file_bonus:
-        # A second article often holds the other half of the answer: its best sentence moves up.
-        firsts: dict[str, float] = {}
+    if budget.new_file_bonus and ranked:
+        # A second article often holds the other half of the answer: the best sentence of each file
+        # after the top one moves up.
+        seen = {ranked[0].sentence.file}
+        boosted = []
         for item in ranked:
-            firsts.setdefault(item.sentence.file, item.score)
-        top_file = ranked[0].sentence.file if ranked else ""
-        bonus = {f: budget.new_file_bonus for f in firsts if f != top_file}
-        ranked = sorted(ranked, key=lambda i: -(i.score + (bonus.pop(i.sentence.file, 0.0)
-                                                            if firsts.get(i.sentence.file) == i.score else 0.0)))
+            first = item.sentence.file not in seen
+            seen.add(item.sentence.file)
+            boosted.append((item.score + (budget.new_file_bonus if first else 0.0), item))
+        ranked = [item for _, item in sorted(boosted, key=lambda b: -b[0])]
     for item in ranked:
         s = item.sentence
-        if order and item.score < budget.min_score:
-            break
         if s.file not in files_used and len(files_used) >= budget.max_files:
             continue
         sentences = by_file.get(s.file, [])
@@ -196,9 +200,9 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
         order.append((s.file, s.position))
         if s.file not in files_used:
             files_used.append(s.file)
-    for _ in range(budget.before):
+    for back in range(1, budget.before + 1):
         for file, pos in order:
-            p = pos - 1
+            p = pos - back
             sentences = by_file[file]
             if p >= 0 and p not in chosen[file] and _usable(sentences[p]):
                 cost = tokens_of(sentences[p].text) + 1
@@ -260,6 +264,4 @@ def sources_of(runs: list[list[Sentence]], articles: dict[str, Article], time_or
 
 def relabel(sources: Sequence[Source]) -> list[Source]:
     """The same sources in this order, labelled S1, S2, ... again."""
-    from dataclasses import replace
-
     return [replace(s, label=f"S{n}") for n, s in enumerate(sources, 1)]

@@ -139,13 +139,14 @@ def parsed_kind(tokens: Sequence[ner.Token]) -> str:
         return "what"  # "Whose network...": the answer is a possessor named any way, not a type to check
     # what / which: the noun they ask about ("which year", "what was the price of").
     noun = head.text.lower() if tokens[i].dep == "det" else ""
-    if not noun and word == "which" or tokens[i].tag == "WDT":
+    if not noun and (word == "which" or tokens[i].tag == "WDT"):
         # The small parser sometimes attaches "which" to the verb: take the noun right after it.
         for t in tokens[i + 1:i + 5]:
             if t.tag.startswith(("VB", "MD")) or t.tag in (".", ","):
                 break
             if t.tag in ("NN", "NNS"):
-                noun = noun or t.text.lower()
+                noun = t.text.lower()
+                break
     if not noun:
         root = next((t for t in tokens if t.dep == "ROOT"), None)
         if root is not None and root.text.lower() in ("is", "was", "are", "were"):
