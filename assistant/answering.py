@@ -13,7 +13,7 @@ import threading
 import time
 from datetime import datetime
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from . import checks, evidence
 from .backends import get_llm
@@ -370,8 +370,13 @@ class Assistant:
             judged.verdicts.append(checks.picked(q, " ".join(kept), choice, self.settings.pick_none_max))
         if judged.first_failure() is not None:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
-        added = other_values(judged.disagreement, " ".join(kept), evidence.sources) if judged.disagreement else []
-        kept.extend(sentence for sentence, _ in added)
+        added: list[tuple[str, Citation]] = []
+        if judged.disagreement:
+            def states(sentence: str, label: str) -> bool:
+                return checks.supported(llm, messages, sentence, _plain(sentence), [label],
+                                        self.settings.support_min).passed
+            kept, added = reconcile(judged.disagreement, kept, evidence.sources, states, q.kind)
+            kept.extend(sentence for sentence, _ in added if sentence)
         answer_text = " ".join(kept)
         if q.kind == "when":
             judged.notes.extend(undated_notes(answer_text, evidence.sources))
@@ -435,27 +440,84 @@ def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -
     return f"{' '.join(quote.split()).rstrip('.')} [{label}]."
 
 
-def other_values(disagreement: checks.Disagreement, answer: str,
-                 sources: list[Source]) -> list[tuple[str, Citation]]:
-    """For each disagreeing source whose value the answer leaves out: its sentence quoted, and the citation."""
+def value_quote(source: Source, values: Sequence[str]) -> tuple[str, Citation]:
+    """The first sentence of a source that gives one of the values (else the whole source), and its citation."""
+    span = next((sp for sp in split_sentences(source.text)
+                 if any(v in source.text[sp.start:sp.end] for v in values)), None)
+    start, end = (span.start, span.end) if span else (0, len(source.text))
+    quote = source.text[start:end]
+    citation = Citation(label=source.label, file=source.file, start=source.start + start,
+                        end=source.start + end, quote=quote)
+    return " ".join(quote.split()), citation
+
+
+def reconcile(found: checks.Disagreement, sentences: list[str], sources: list[Source],
+              states: Callable[[str, str], bool], kind: str = "") -> tuple[list[str], list[tuple[str, Citation]]]:
+    """The answer beside the other values the sources give for what it states.
+
+    The answer's value is the first disagreeing value it gives, from a source it cites if any. For
+    every other source it does not cite, each of its values (two at most) is put in the answer's
+    sentence in place of the answer's value, under that source's label; `states(sentence, label)`
+    (the support check) says whether that source states the result. If none does, the source
+    reports something else and is left out. If one does:
+    - the answer's value planned and this one happened: the answer gives what happened, and the plan
+      is noted, "It had been planned for April 1 [S3].";
+    - the answer's value happened and this one planned: the plan is noted the same way;
+    - otherwise its sentence is quoted: 'Another source differs: "..." [S2].'
+    Returns the answer's sentences and the notes to add, each with its citation (a rewrite's new
+    citation comes with an empty sentence)."""
     by_label = {s.label: s for s in sources}
-    out = []
-    low = answer.lower()
-    cited = set(LABEL.findall(answer))
-    for label, values in disagreement.values.items():
-        if all(v.lower() in low for v in values):
-            continue  # the answer already gives this source's value
-        if label.lstrip("S") in cited:
-            continue  # a source the answer cites is not "another source"
-        source = by_label[label]
-        span = next((sp for sp in split_sentences(source.text)
-                     if any(v in source.text[sp.start:sp.end] for v in values)), None)
-        start, end = (span.start, span.end) if span else (0, len(source.text))
-        quote = source.text[start:end]
-        citation = Citation(label=label, file=source.file, start=source.start + start, end=source.start + end,
-                            quote=quote)
-        out.append((f'Another source differs: "{" ".join(quote.split())}" [{label}].', citation))
-    return out
+    text = " ".join(sentences)
+    low = text.lower()
+    cited = {f"S{n}" for n in LABEL.findall(text)}
+    given = sorted(((lab, v) for lab, vals in found.values.items() for v in vals if v.lower() in low),
+                   key=lambda lv: lv[0] not in cited)
+    if not given:
+        return sentences, []
+    label, value = given[0]
+    at = next(i for i, s in enumerate(sentences) if value.lower() in s.lower())
+    sentence = sentences[at]
+    out, added = list(sentences), []
+
+    def put(other: str, other_label: str) -> str:
+        swapped = re.sub(re.escape(value), other, sentence, flags=re.I)
+        return " ".join(LABEL.sub(" ", swapped).split()).rstrip(" .") + f" [{other_label}]."
+
+    def plan_note(plan: str, plan_label: str) -> tuple[str, Citation]:
+        said = f"It had been planned for {plan}" if kind == "when" else f"The figure planned was {plan}"
+        return f"{said} [{plan_label}].", value_quote(by_label[plan_label], [plan])[1]
+
+    rewritten = False
+    for other_label, values in found.values.items():
+        if other_label in cited or other_label == label:
+            continue
+        for other in [v for v in values if v.lower() not in low][:2]:
+            candidate = put(other, other_label)
+            if not states(candidate, other_label):
+                continue
+            quote, citation = value_quote(by_label[other_label], [other])
+            mine, theirs = found.status.get(value), found.status.get(other)
+            if mine == "planned" and theirs == "happened" and not rewritten:
+                out[at] = candidate
+                added += [("", citation), plan_note(value, label)]
+                rewritten = True
+            elif mine == "happened" and theirs == "planned":
+                added.append(plan_note(other, other_label))
+            else:
+                added.append((f'Another source differs: "{quote}" [{other_label}].', citation))
+            break
+    return out, added
+
+
+def value_quote(source: Source, values: Sequence[str]) -> tuple[str, Citation]:
+    """The first sentence of a source that gives one of the values (else the whole source), and its citation."""
+    span = next((sp for sp in split_sentences(source.text)
+                 if any(v in source.text[sp.start:sp.end] for v in values)), None)
+    start, end = (span.start, span.end) if span else (0, len(source.text))
+    quote = source.text[start:end]
+    citation = Citation(label=source.label, file=source.file, start=source.start + start,
+                        end=source.start + end, quote=quote)
+    return " ".join(quote.split()), citation
 
 
 def as_of(answer: str, citations: list[Citation], sources: list[Source], judged: Judged,

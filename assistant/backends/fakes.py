@@ -7,7 +7,7 @@ import hashlib
 import math
 import re
 from collections import deque
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ..text_utils import content_terms
 from ..types import Choice, Completion
@@ -48,6 +48,8 @@ class FakeChatModel:
         self.model_id = f"fake:{model or 'extractive'}"
         self.requests: list[list[dict[str, str]]] = []  # complete/stream calls
         self.choice_requests: list[list[dict[str, str]]] = []  # choose calls (the checks)
+        # Consulted before the queue: (messages, options) -> an option, or None to take the queue's next.
+        self.rule: Callable[[list[dict[str, str]], Sequence[str]], str | None] | None = None
 
     def _reply(self, messages: list[dict[str, str]]) -> str:
         self.requests.append(messages)
@@ -136,7 +138,8 @@ class QueueChatModel:
 
     `enqueue("text")` queues replies for `complete`/`stream`; `enqueue_choice("S1", 0.8)` queues a
     constrained reply for `choose` (the option gets probability p, the rest share 1 - p). Every
-    request is kept in `requests`. Running out of queued replies fails loudly."""
+    request is kept in `requests`. Running out of queued replies fails loudly. `rule`, when set,
+    answers `choose` by content first (a test's stand-in for a model that reads the prompt)."""
 
     def __init__(self, model: str = "queue") -> None:
         self.model_id = f"fake:{model or 'queue'}"
@@ -144,6 +147,8 @@ class QueueChatModel:
         self.choices: deque[tuple[str, float]] = deque()
         self.requests: list[list[dict[str, str]]] = []  # complete/stream calls
         self.choice_requests: list[list[dict[str, str]]] = []  # choose calls (the checks)
+        # Consulted before the queue: (messages, options) -> an option, or None to take the queue's next.
+        self.rule: Callable[[list[dict[str, str]], Sequence[str]], str | None] | None = None
 
     def enqueue(self, *replies: str) -> "QueueChatModel":
         """Queue text replies, answered in order."""
@@ -159,6 +164,7 @@ class QueueChatModel:
         """Drop queued replies and recorded requests."""
         self.replies.clear()
         self.choices.clear()
+        self.rule = None
         self.requests.clear()
         self.choice_requests.clear()
 
@@ -183,6 +189,9 @@ class QueueChatModel:
     def choose(self, messages: list[dict[str, str]], options: Sequence[str]) -> Choice:
         """The next queued choice; it must be one of the options offered."""
         self.choice_requests.append(messages)
+        ruled = self.rule(messages, options) if self.rule else None
+        if ruled is not None:
+            return Choice(option=ruled, probs={o: 1.0 if o == ruled else 0.0 for o in options})
         if not self.choices:
             raise AssertionError(f"QueueChatModel: no choice queued among {list(options)}")
         option, p = self.choices.popleft()

@@ -43,12 +43,13 @@ def package_digest(root: Path) -> str:
 
 @dataclass(frozen=True)
 class Token:
-    """One token of a parsed sentence: its text, Penn tag, dependency label and head's index."""
+    """One token of a parsed sentence: its text, Penn tag, dependency label, head's index and offset."""
 
     text: str
     tag: str
     dep: str
     head: int
+    idx: int = 0
 
 
 def _load(parser: bool = False) -> Any:
@@ -102,4 +103,4 @@ def parse(text: str) -> tuple[Token, ...]:
             if not _PARSER:
                 _PARSER.append(_load(parser=True))
     doc = _PARSER[0](text)
-    return tuple(Token(t.text, t.tag_, t.dep_, t.head.i) for t in doc)
+    return tuple(Token(t.text, t.tag_, t.dep_, t.head.i, t.idx) for t in doc)

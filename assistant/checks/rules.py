@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..backends import ner
+from ..chunking import split_sentences
 from ..citations import Source
 from ..text_utils import content_terms
 from ..types import Choice, Passage
@@ -121,17 +122,23 @@ class Disagreement:
     """Sources that give different values for what is asked: label -> the values it gives."""
 
     values: dict[str, tuple[str, ...]]
+    # value -> "happened" or "planned", as the parse of the value's sentence reads it (`value_status`).
+    status: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """'[S1] gives "April 1"; [S3] gives "April 2"'."""
-        return "; ".join(f"[{lab}] gives " + " and ".join(f'"{v}"' for v in vals) for lab, vals in self.values.items())
+        """'[S1] gives "April 2" (happened); [S3] gives "April 1" (planned)'."""
+        return "; ".join(f"[{lab}] gives " + " and ".join(f'"{v}"' + (f" ({self.status[v]})" if v in self.status else "")
+                                                        for v in vals)
+                         for lab, vals in self.values.items())
 
 
 def disagreement(question: Question, sources: Sequence[Source], gate: Choice | None,
                  min_p: float) -> Disagreement | None:
     """Two sources from different files that the gate both thinks answer, giving different values of
-    the kind asked (dates for when, numbers for how many). Names are not compared: two sentences
-    naming different people usually report different facts, not one fact two ways."""
+    the kind asked (dates for when, numbers for how many), each read as planned or happened. Names
+    are not compared: two sentences naming different people usually report different facts, not
+    one fact two ways. Only values with a figure are compared ("April 2", "2023", "40"): "Friday"
+    or "later this year" cannot be told from another date without the article's calendar."""
     if gate is None or question.kind not in COMPARABLE:
         return None
     by_label = {s.label: s for s in sources}
@@ -139,18 +146,48 @@ def disagreement(question: Question, sources: Sequence[Source], gate: Choice | N
                     key=lambda lab: -gate.p(lab[1:]))
     values: dict[str, tuple[str, ...]] = {}
     files: set[str] = set()
+    status: dict[str, str] = {}
     for lab in likely:
-        vals = tuple(dict.fromkeys(e.text for e in _answer_entities(by_label[lab].text, question)
-                                   if e.label in question.wants))
+        text = by_label[lab].text
+        found = [e for e in _answer_entities(text, question) if e.label in question.wants and _NUMBER.search(e.text)]
+        vals = tuple(dict.fromkeys(e.text for e in found))
         if vals:
             values[lab] = vals
             files.add(by_label[lab].file)
+            for e in found:
+                status.setdefault(e.text, value_status(_sentence_at(text, e.start), e.text))
     if len(values) < 2 or len(files) < 2:
         return None
     sets = [set(v.lower() for v in vals) for vals in values.values()]
     if all(s == sets[0] for s in sets[1:]):
         return None
-    return Disagreement(values)
+    return Disagreement(values, status)
+
+
+def _sentence_at(text: str, offset: int) -> str:
+    """The sentence of a text that holds the character offset."""
+    return next((text[sp.start:sp.end] for sp in split_sentences(text) if sp.start <= offset < sp.end), text)
+
+
+def value_status(sentence: str, value: str) -> str:
+    """Does the sentence give the value as something that happened or as something planned? Read
+    from the parse, walking from the value up its heads: a verb still to come (a bare infinitive,
+    "intends to meet him on April 1", or one with a modal, "will make a trip from Monday") makes
+    it "planned"; a past-tense verb reached first ("during their meeting on April 2, he asked")
+    makes it "happened", as does reaching the root with neither."""
+    tokens = ner.parse(sentence)
+    at = sentence.find(value)
+    i = next((n for n, t in enumerate(tokens) if t.idx >= at), None) if at >= 0 else None
+    seen: set[int] = set()
+    while i is not None and i not in seen:
+        seen.add(i)
+        token = tokens[i]
+        if token.tag == "VBD":
+            return "happened"
+        if token.tag == "VB" or any(t.tag == "MD" and t.head == i for t in tokens):
+            return "planned"
+        i = token.head
+    return "happened"
 
 
 def pick_agrees(pick: str, answer: str, question: Question) -> bool:
