@@ -100,10 +100,10 @@ _AUX_FIRST = {"is", "are", "was", "were", "do", "does", "did", "has", "have", "h
               "would", "should"}
 
 
-def parsed_kind(tokens: Sequence[ner.Token]) -> str:
+def parsed_kind(tokens: Sequence[ner.Token], nouns: bool = True) -> str:
     """The kind from the parse: the wh-word of the main clause (not one inside "When X relaunched...,"
     or "the minister who..."), read with its head noun ("which year", "what price") or adjective
-    ("how many")."""
+    ("how many"). `nouns=False` ignores the head noun (an ablation of `_NOUN_KINDS`)."""
     def chain(i: int) -> list[int]:
         out = [i]
         while tokens[out[-1]].head != out[-1] and len(out) < len(tokens):
@@ -152,10 +152,10 @@ def parsed_kind(tokens: Sequence[ner.Token]) -> str:
         if root is not None and root.text.lower() in ("is", "was", "are", "were"):
             subj = [t for t in tokens if tokens[t.head] is root and t.dep in ("nsubj", "attr") and t.tag in ("NN", "NNS")]
             noun = subj[0].text.lower() if subj else ""
-            if noun in ("name", "names"):
+            if noun in ("name", "names") and nouns:
                 return "who"  # "What is the name of the reporter...?" asks for a name
-    for kind, nouns in _NOUN_KINDS.items():
-        if noun in nouns:
+    for kind, words in _NOUN_KINDS.items():
+        if nouns and noun in words:
             return kind
     return "what"
 

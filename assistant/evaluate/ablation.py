@@ -7,10 +7,12 @@ off" and "what if the threshold were t" for every case at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
-from ..checks import addresses, pick_agrees, understand
+from ..backends.ner import parse
+from ..checks import Question, addresses, pick_agrees, question_kind, understand
+from ..checks.question import parsed_kind
 from ..settings import CHECKS
 from . import metrics as m
 
@@ -23,6 +25,9 @@ class Config:
     gate_none_max: float
     support_min: float
     pick_none_max: float = 0.5
+    # How the question's kind is read: "parse" (shipped), "parse_no_nouns" (the wh-word's head noun
+    # ignored: `_NOUN_KINDS` ablated) or "first_word" (the interrogative form alone).
+    kind: str = "parse"
 
 
 def _verdicts(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -46,7 +51,7 @@ def decide(record: dict[str, Any], config: Config, ner: bool = True) -> tuple[bo
     if not kept:
         return True, ""
     text = " ".join(kept)
-    question = understand(record["question"], use_ner=ner)
+    question = _understood(record["question"], config.kind, ner)
     if "addresses" not in config.off and not addresses(question, text).passed:
         return True, ""
     pick = _verdicts(record, "picked")
@@ -56,6 +61,21 @@ def decide(record: dict[str, Any], config: Config, ner: bool = True) -> tuple[bo
         if pick[0]["subject"] not in ("", "NONE") and not pick_agrees(pick[0]["subject"], text, question):
             return True, ""
     return False, text
+
+
+def _understood(text: str, kind: str, ner: bool) -> Question:
+    question = understand(text, use_ner=ner)
+    if kind == "parse_no_nouns":
+        return replace(question, kind=parsed_kind(parse(text), nouns=False))
+    if kind == "first_word":
+        return replace(question, kind=question_kind(text))
+    return question
+
+
+def kinds(records: Sequence[dict[str, Any]], config: Config) -> list[dict[str, Any]]:
+    """The configuration scored with each way of reading the question's kind (only the answer-type
+    and pick checks read it here; evidence selection's use of it needs a run of its own)."""
+    return [{"kind": k, **score(records, replace(config, kind=k))} for k in ("parse", "parse_no_nouns", "first_word")]
 
 
 def score(records: Sequence[dict[str, Any]], config: Config, ner: bool = True) -> dict[str, Any]:
