@@ -58,6 +58,18 @@ def test_the_gate_sweep_trades_wrong_declines_for_declined_unanswerables() -> No
     assert score(records, Config(frozenset(), 0.3, 0.5))["n_unanswerable"] == 1
 
 
+def test_the_kind_ablation_re_decides_with_each_reading_of_the_question() -> None:
+    from assistant.evaluate.ablation import kinds
+
+    # "What was the fine...?" asks for an amount by its head noun, which only the parse reads;
+    # read without the noun, or by its first word, any content answers.
+    no_figure = _record(False, 0.1, [("The regulator fined the bank for mis-selling.", 0.9)], [],
+                        question="What was the fine imposed on the bank?")
+    rows = {r["kind"]: r for r in kinds([no_figure], Config(frozenset(), 0.3, 0.5))}
+    assert rows["parse"]["correct_decline"] == 1.0  # no amount: the answer-type check declines
+    assert rows["parse_no_nouns"]["correct_decline"] == 0.0 and rows["first_word"]["correct_decline"] == 0.0
+
+
 @pytest.fixture
 def bbc_settings(tmp_path: Path, fresh_caches: None) -> Settings:
     corpus = tmp_path / "bbc"
