@@ -83,11 +83,21 @@ class Assistant:
     each check on and off from one run); the Answer is the same, with the draft kept."""
 
     def __init__(self, settings: Settings | None = None, on_message: MessageFn | None = None,
-                 trace: bool = False) -> None:
+                 trace: bool = False, *, llm: ChatModel | None = None, retriever: Retriever | None = None) -> None:
+        """`llm` and `retriever` are the models to use; each left out is built from the settings
+        (and shared by every Assistant of the process with the same settings)."""
         self.settings = settings or Settings.from_env()
         self._on_message = on_message or (lambda _msg: None)
-        self._retriever: Retriever | None = None
+        self._retriever = retriever
+        self._llm = llm
         self.trace = trace
+
+    @property
+    def llm(self) -> ChatModel:
+        """The chat model: the one handed in, else the process's one for these settings."""
+        if self._llm is None:
+            self._llm = get_llm(self.settings, self._on_message)
+        return self._llm
 
     # -- retrieval -----------------------------------------------------------------
     @property
@@ -189,7 +199,7 @@ class Assistant:
         """Dated events about a topic across the articles, in date order (`assistant.timeline.Timeline`)."""
         from .timeline import build_timeline
 
-        return build_timeline(self, topic, since=since, until=until)
+        return build_timeline(self.retriever, self.llm, topic, since=since, until=until)
 
     def staleness_notes(self) -> list[str]:
         """For a question about now: say when the folder's newest article is older than "now"."""
@@ -250,7 +260,7 @@ class Assistant:
             return
         if self._on("entities"):
             judged.verdicts.append(checks.entities_found(q, evidence.searched))
-        llm = get_llm(self.settings, self._on_message)
+        llm = self.llm
         messages = self.messages(question, evidence.sources)
         if self._on("answerable") and (judged.first_failure() is None or self.trace):
             verdict, judged.gate = checks.answerable(llm, messages, evidence.sources, self.settings.gate_none_max)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .answering import Assistant
-from .backends import get_llm
 from .prompts import render
 from .types import Answer
 
@@ -51,7 +50,7 @@ class ChatSession:
         """The question to retrieve with: rewritten when it is a follow-up."""
         if not self.needs_rewrite(question):
             return question
-        llm = get_llm(self.assistant.settings)
+        llm = self.assistant.llm
         reply = llm.complete(self.rewrite_messages(question), max_tokens=60, temperature=0.0).text
         rewritten = reply.strip().splitlines()[0].strip().strip('"') if reply.strip() else ""
         # Guard against a model that answers instead of rewriting, or returns nothing useful: then

@@ -118,11 +118,9 @@ class AssistantServer(ThreadingHTTPServer):
 
     def warm(self) -> None:
         """Load the index, embedder, NER and chat model now, so the first request is not cold."""
-        from .backends import get_llm
-
         with self.lock:
             self.assistant.gather("Who met whom in Beijing?")
-            load = getattr(get_llm(self.settings, self.assistant._on_message), "_ensure_loaded", None)
+            load = getattr(self.assistant.llm, "_ensure_loaded", None)
             if callable(load):
                 load()
 

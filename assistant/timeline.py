@@ -15,13 +15,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .backends.base import ChatModel
 from .chunking import split_sentences
 from .errors import InputError
 from .prompts import render
 from .text_utils import MONTHS, content_terms
 from .types import Citation, Passage
+
+if TYPE_CHECKING:
+    from .retrieval import Retriever
 
 OPTIONS = ("HAPPENED", "PLANNED", "NO")
 SEARCH_CHUNKS = 16
@@ -148,9 +152,8 @@ def _same_event(a: TimelineEvent, b: TimelineEvent) -> bool:
         f for c in b.citations for f in (c.file, *c.copies)})
 
 
-def build_timeline(assistant: Any, topic: str, since: str = "", until: str = "") -> Timeline:
+def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: str = "", until: str = "") -> Timeline:
     """The dated events of a topic across the indexed articles (see the module docstring)."""
-    from .backends import get_llm
     from .backends.ner import entities
     from .retrieval import Filters
 
@@ -158,8 +161,7 @@ def build_timeline(assistant: Any, topic: str, since: str = "", until: str = "")
     if not topic:
         raise InputError("the topic is empty: name a story, e.g. `assistant timeline \"seafood import ban\"`")
     Filters(date_from=since, date_to=until)  # the same date checks as --since/--until elsewhere
-    passages: list[Passage] = assistant.retriever.search(topic, k=SEARCH_CHUNKS)
-    llm = get_llm(assistant.settings)
+    passages: list[Passage] = retriever.search(topic, k=SEARCH_CHUNKS)
     timeline = Timeline(topic)
     seen: set[tuple[str, int]] = set()
     unplaced = 0

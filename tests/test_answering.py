@@ -578,3 +578,34 @@ def test_a_changed_api_key_timeout_or_retry_count_is_not_served_a_stale_client(s
                    {"max_retries": 0}):
         assert get_llm(s.with_(**change)) is not first, f"{change} was ignored: the cached client is reused"
     assert get_llm(s) is first
+
+
+# --- models handed in ---------------------------------------------------------------------------
+def test_a_model_handed_in_is_the_one_asked_and_no_process_model_is_built(settings: Settings) -> None:
+    model = QueueChatModel()
+    bot = Assistant(settings.with_(checks_off=settings.checks_off | {"picked"}), llm=model)
+    sources = bot.gather(ASTELLAS_Q).sources
+    model.enqueue_choice("1", 0.9).enqueue(f"{astellas_sentence(sources)} [S1].").enqueue_choice("yes", 0.9)
+    answer = bot.ask(ASTELLAS_Q)
+    assert "Astellas" in answer.answer and model.requests and not model.replies
+    assert _LLM_CACHE == {}  # settings name fake:extractive; nothing built it
+
+
+def test_a_retriever_handed_in_is_the_one_searched(settings: Settings) -> None:
+    from assistant.retrieval import get_retriever
+
+    searched: list[str] = []
+    real = get_retriever(settings)
+
+    class Recording:
+        def search(self, query: str, **kw):  # type: ignore[no-untyped-def]
+            searched.append(query)
+            return real.search(query, **kw)
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(real, name)  # everything but search, from the real one
+
+    bot = Assistant(settings, retriever=Recording())  # type: ignore[arg-type]
+    assert bot.gather(ASTELLAS_Q).sources and searched == [ASTELLAS_Q]
+    timeline = bot.timeline("Hayashi visit to Beijing")
+    assert searched[-1] == "Hayashi visit to Beijing" and timeline.topic == "Hayashi visit to Beijing"
