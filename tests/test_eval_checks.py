@@ -118,3 +118,17 @@ def test_a_bbc_eval_run_reports_decline_reasons_ablations_sweeps_and_chats(bbc_s
     assert "## Ablation" in markdown and "## Decline reasons and checks" in markdown and "## Chat conversations" in markdown
     assert (report.run_dir / "tradeoff.png").stat().st_size > 1000
     assert all(r["traced"] for r in report.cases)
+
+
+def test_the_identity_check_names_each_case_and_field_that_changed(tmp_path: Path) -> None:
+    from assistant.evaluate.identical import main
+
+    case = {"id": "b-1", "answer": "Claxton won [S1].", "declined": False, "decline_reason": "", "draft": "",
+            "notes": [], "verdicts": [{"name": "answerable", "passed": True, "score": 0.1}],
+            "citations": [{"label": "S1", "file": "sport/001.txt", "start": 0, "end": 40}], "latency_s": 1.0}
+    moved = {**case, "citations": [{"label": "S1", "file": "sport/001.txt", "start": 5, "end": 40}], "latency_s": 9.0}
+    for name, rows in (("a", [case]), ("b", [{**case, "latency_s": 2.0}]), ("c", [moved])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0  # timings are not behaviour
+    assert main([str(tmp_path / "a"), str(tmp_path / "c")]) == 1
