@@ -21,11 +21,11 @@ from .backends.base import ChatModel
 from .checks import Question, Verdict
 from .chunking import split_sentences
 from .citations import LABEL, Source, lexical_support, normalize_labels, resolve, strip_labels
+from .dates import date_to_epoch
 from .injection import addresses_the_assistant
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
-from .loaders import date_to_epoch
 from .text_utils import MONTHS, content_terms
 from .types import Answer, Choice, Citation, Passage
 

@@ -55,3 +55,7 @@ class ServerError(AssistantError):
     """The assistant server (`assistant serve`) could not be reached or failed mid-answer."""
 
     exit_code = 7
+
+
+class SkipFile(Exception):
+    """Raised by a loader when a file cannot be indexed; the message is the reason."""

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from .dates import iso_date
+from .errors import SkipFile
+
 FEED_SUFFIXES = (".xml", ".rss", ".atom")
 KEY_CHARS = 12
 _ITEM_NAME = re.compile(rf"#[0-9a-f]{{{KEY_CHARS}}}(?:-\d+)?\Z")
@@ -44,7 +47,6 @@ def parse_feed(raw: bytes) -> list[FeedItem]:
     """The items of an RSS/Atom document that have text; raises SkipFile when it is no feed."""
     import feedparser
 
-    from .loaders import SkipFile
 
     parsed = feedparser.parse(io.BytesIO(raw))  # bytes, never a URL: nothing is fetched
     entries = list(parsed.get("entries") or [])
@@ -101,7 +103,6 @@ def _date(entry: Any) -> str:
             return time.strftime("%Y-%m-%d", parsed)
     for field in ("published", "updated"):
         if entry.get(field):
-            from .loaders import _iso
 
-            return _iso(str(entry[field]))
+            return iso_date(str(entry[field]))
     return ""

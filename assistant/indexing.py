@@ -17,9 +17,10 @@ from typing import Any, Callable, Iterable, Iterator
 from .backends import get_embedder
 from .chunking import chunk_text, content_hash
 from .cleaning import guess_title, keep_spans
-from .errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, StoreError
+from .dates import date_to_epoch
+from .errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, SkipFile, StoreError
 from .feeds import FEED_SUFFIXES, feed_of
-from .loaders import (METADATA_FILE, PLAIN_KINDS, Document, SkipFile, check_file, date_to_epoch, load_documents,
+from .loaders import (METADATA_FILE, PLAIN_KINDS, Document, check_file, load_documents,
                       read_metadata)
 from .settings import Settings
 from . import keyword

@@ -7,20 +7,16 @@ import logging
 import re
 import stat
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
+from .dates import date_in_text, date_to_epoch, iso_date
+from .errors import SkipFile
 from .feeds import FEED_SUFFIXES, feed_of, item_name, parse_feed
-from .text_utils import MONTHS
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf") + FEED_SUFFIXES
 # Kinds whose text is the file itself; others (HTML, PDF, feed items) keep a copy of their text.
 PLAIN_KINDS = ("txt", "md")
 METADATA_FILE = "metadata.json"
-
-
-class SkipFile(Exception):
-    """Raised by a loader when a file cannot be indexed; the message is the reason."""
 
 
 @dataclass(frozen=True)
@@ -40,19 +36,6 @@ class Document:
     def date_epoch(self) -> int:
         """Publication date as seconds since the epoch (0 when unknown)."""
         return date_to_epoch(self.date)
-
-
-def date_to_epoch(date: str) -> int:
-    """Convert an ISO date (YYYY-MM-DD...) to epoch seconds, 0 when empty or invalid."""
-    if not date:
-        return 0
-    # Partial dates (YYYY-MM, YYYY) stand for their first day.
-    padded = (date[:10] + "-01-01"[len(date[:10]) - 4:]) if len(date[:10]) in (4, 7) else date[:10]
-    try:
-        parsed = datetime.fromisoformat(padded)
-    except ValueError:
-        return 0
-    return int(parsed.replace(tzinfo=timezone.utc).timestamp())
 
 
 def read_metadata(root: Path) -> dict[str, dict[str, str]]:
@@ -133,7 +116,7 @@ def load_documents(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | 
     used only for items that carry no date of their own."""
     if path.suffix.lower() not in FEED_SUFFIXES:
         return [load_document(path, rel, max_bytes, meta)]
-    fallback = _iso((meta or {}).get("date", "")) or (meta or {}).get("date", "")
+    fallback = iso_date((meta or {}).get("date", "")) or (meta or {}).get("date", "")
     return [Document(file=item_name(rel, item.key), text=item.text, kind="feed", title=item.title,
                      date=item.date or fallback, link=item.link)
             for item in parse_feed(_read(path, max_bytes))]
@@ -170,7 +153,7 @@ def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | N
         from .html_text import article_text
         try:
             text, title, date = article_text(decode_text(raw))
-            date = _iso(date)
+            date = iso_date(date)
         except RecursionError:
             raise SkipFile("HTML nested too deeply to parse") from None
         if not text.strip():
@@ -185,7 +168,7 @@ def load_document(path: Path, rel: str, max_bytes: int, meta: dict[str, str] | N
         kind = "md" if suffix != ".txt" else "txt"
     if not text.strip():
         raise SkipFile("no article text found")
-    date = meta.get("date") or date or _date_in_text(text)
+    date = meta.get("date") or date or date_in_text(text)
     title = meta.get("title") or title
     return Document(file=rel, text=text, kind=kind, title=title, date=date)
 
@@ -201,56 +184,7 @@ def _front_matter(text: str) -> tuple[str, str]:
         (k.strip().lower(), v.strip().strip("\"'"))
         for k, _, v in (line.partition(":") for line in match.group(1).splitlines()) if v
     )
-    return fields.get("title", ""), _iso(fields.get("date", ""))
-
-
-_DATE_LINE = re.compile(
-    r"^(?:published|updated|posted|date)\s*[:\-]?\s*(?:on\s+)?(.{6,40})$", re.I | re.M)
-
-
-# A wire dateline opening a paragraph: "BEIJING, April 2, 2023 (Reuters) -", "LONDON, 5 March 2005 -".
-_WIRE_DATELINE = re.compile(
-    r"^[A-Z][A-Z .'’-]{1,40},\s+((?:[A-Z][a-z]+\.?\s+\d{1,2},?|\d{1,2}\s+[A-Z][a-z]+\.?,?)\s+\d{4})\b", re.M)
-
-
-def _date_in_text(text: str) -> str:
-    # Only an explicit dateline counts; a date mentioned in the story is not its publication date.
-    match = _DATE_LINE.search(text[:2000])
-    if match and _iso(match.group(1)):
-        return _iso(match.group(1))
-    wire = _WIRE_DATELINE.search(text[:2000])
-    return _iso(wire.group(1)) if wire else ""
-
-
-def _iso(value: str) -> str:
-    value = value.strip().rstrip(".")
-    iso = re.match(r"(\d{4})-(\d{2})-(\d{2})", value)
-    if iso:
-        return _ymd(iso.group(1), int(iso.group(2)), iso.group(3))
-    words = re.match(r"(?:[A-Za-z]+,?\s+)?([A-Za-z]+)\.?\s+(\d{1,2}),?\s+(\d{4})", value)
-    if words and _month(words.group(1)):
-        return _ymd(words.group(3), _month(words.group(1)), words.group(2))
-    words = re.match(r"(?:[A-Za-z]+,?\s+)?(\d{1,2})\s+([A-Za-z]+)\.?,?\s+(\d{4})", value)
-    if words and _month(words.group(2)):
-        return _ymd(words.group(3), _month(words.group(2)), words.group(1))
-    return ""
-
-
-def _month(word: str) -> int:
-    # Full names and the usual abbreviations ("Dec", "Sept"); 0 when not a month.
-    word = word.lower()
-    if len(word) < 3:
-        return 0
-    return next((n for n, name in enumerate(MONTHS, 1) if name.startswith(word)), 0)
-
-
-def _ymd(year: str, month: int, day: str) -> str:
-    value = f"{int(year):04d}-{month:02d}-{int(day):02d}"
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return ""
-    return value
+    return fields.get("title", ""), iso_date(fields.get("date", ""))
 
 
 def _pdf_text(raw: bytes) -> tuple[str, str, str]:

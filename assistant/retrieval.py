@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 from .backends import get_embedder
+from .dates import date_to_epoch
 from .errors import IndexNotBuiltError, InputError, StoreError
 from .settings import Settings
 from .store import IndexLocation, locate, manifest_version, open_collection, read_manifest, store_error
@@ -24,7 +25,6 @@ class Filters:
     date_to: str = ""
 
     def __post_init__(self) -> None:
-        from .loaders import date_to_epoch
 
         for name, value in (("since", self.date_from), ("until", self.date_to)):
             # A date that does not parse would silently filter nothing (or everything).
@@ -33,7 +33,6 @@ class Filters:
 
     def where(self) -> dict[str, Any] | None:
         """The Chroma `where` clause for these filters."""
-        from .loaders import date_to_epoch
 
         clauses: list[dict[str, Any]] = []
         if self.files:
@@ -54,7 +53,6 @@ _REVISED = re.compile(r"^\W*(correction|update|updated|clarification)\b", re.I |
 
 def _supersedes(new: Passage, old: Passage) -> bool:
     """True when `new` is a later version of the same text: dated later, or marked as revised."""
-    from .loaders import date_to_epoch
 
     a, b = date_to_epoch(new.date), date_to_epoch(old.date)
     if a and b and a != b:
@@ -68,7 +66,6 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 def _period_end(date: str) -> int:
     """Last second of the day, month or year an ISO date names (inclusive end of a range)."""
-    from .loaders import date_to_epoch
 
     day = date[:10]
     if len(day) == 4 and day.isdigit():
@@ -173,7 +170,6 @@ class Retriever:
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         """Top-k passages by reciprocal-rank fusion of dense and BM25 rankings."""
-        from .loaders import date_to_epoch
 
         k = k or self.settings.top_k
         filters = filters or Filters()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import ChatModel
 from .chunking import split_sentences
+from .dates import date_to_epoch
 from .errors import InputError
 from .prompts import render
 from .text_utils import MONTHS, content_terms
@@ -133,7 +134,6 @@ def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str
 
 def _overlaps(event: TimelineEvent, since: str, until: str) -> bool:
     from .retrieval import _period_end
-    from .loaders import date_to_epoch
 
     start = date_to_epoch(event.date)
     end = _period_end(event.date)

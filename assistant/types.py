@@ -81,6 +81,27 @@ class Citation:
                    copies=tuple(data.get("copies") or ()))
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check: `passed` False declines (or withholds a sentence, for `supported`)."""
+
+    name: str
+    passed: bool
+    score: float | None
+    reason: str
+    # The threshold the score was compared with (None for checks without one).
+    threshold: float | None = None
+    # For per-sentence checks: the sentence judged.
+    subject: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for `--json` and eval records."""
+        out = asdict(self)
+        if self.score is not None:
+            out["score"] = round(self.score, 4)
+        return out
+
+
 @dataclass
 class Answer:
     """The result of one `ask()`: text, citations, decline flag, sources and timings."""
@@ -99,7 +120,7 @@ class Answer:
     # The check that declined ("answerable", "entities", "supported_any", "addresses", "retrieval",
     # "model_declined"), or "" when answered; every check's verdict, in the order run.
     decline_reason: str = ""
-    verdicts: list[Any] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
     # Every cited sentence the model wrote, before sentences were withheld (for ablations).
     draft: str = ""
     # Facts about the answer a reader should know (e.g. a cited article's date is unknown).
@@ -135,8 +156,6 @@ class Answer:
     def from_dict(cls, data: dict[str, Any]) -> "Answer":
         """Rebuild from `to_dict()` output (a server's reply), so it prints like a local answer."""
         from dataclasses import fields as dc_fields
-
-        from .checks.verdicts import Verdict
 
         names = {f.name for f in dc_fields(Verdict)}
         return cls(
