@@ -20,9 +20,10 @@ from .backends import get_llm
 from .backends.base import ChatModel
 from .checks import Question, Verdict
 from .chunking import split_sentences
-from .citations import LABEL, Source, lexical_support, normalize_labels, resolve, strip_labels
+from .citations import Source, lexical_support, normalize_labels, resolve
 from .dates import date_to_epoch
 from .injection import addresses_the_assistant
+from .labels import blank_labels, labels_in, number, strip_labels
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
@@ -349,7 +350,7 @@ class Assistant:
             if key in seen:
                 continue  # a small model sometimes repeats a sentence word for word
             seen.add(key)
-            labels = [f"S{n}" for n in dict.fromkeys(LABEL.findall(sentence))]
+            labels = labels_in(sentence)
             refuse = False
             if self._on("numbers") and self._ner:
                 verdict = checks.numbers_found(q, _plain(sentence), evidence.sources, labels)
@@ -436,9 +437,9 @@ def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -
     if re.search(r"[A-Za-z0-9]", strip_labels(text)):
         return text
     by_label = {s.label: s for s in sources}
-    cited = [by_label[f"S{n}"] for n in dict.fromkeys(LABEL.findall(text)) if f"S{n}" in by_label]
+    chosen = [by_label[lab] for lab in labels_in(text) if lab in by_label]
     scored = []
-    for n, src in enumerate(cited):
+    for n, src in enumerate(chosen):
         for span in split_sentences(src.text):
             quote = src.text[span.start:span.end]
             # A sentence holding the kind of entity asked for (a name for who, a date for when) is the answer.
@@ -479,7 +480,7 @@ def reconcile(found: checks.Disagreement, sentences: list[str], sources: list[So
     by_label = {s.label: s for s in sources}
     text = " ".join(sentences)
     low = text.lower()
-    cited = {f"S{n}" for n in LABEL.findall(text)}
+    cited = set(labels_in(text))
     given = sorted(((lab, v) for lab, vals in found.values.items() for v in vals if v.lower() in low),
                    key=lambda lv: lv[0] not in cited)
     if not given:
@@ -491,7 +492,7 @@ def reconcile(found: checks.Disagreement, sentences: list[str], sources: list[So
 
     def put(other: str, other_label: str) -> str:
         swapped = re.sub(re.escape(value), other, sentence, flags=re.I)
-        return " ".join(LABEL.sub(" ", swapped).split()).rstrip(" .") + f" [{other_label}]."
+        return " ".join(blank_labels(swapped).split()).rstrip(" .") + f" [{other_label}]."
 
     def plan_note(plan: str, plan_label: str) -> tuple[str, Citation]:
         said = f"It had been planned for {plan}" if kind == "when" else f"The figure planned was {plan}"
@@ -519,17 +520,6 @@ def reconcile(found: checks.Disagreement, sentences: list[str], sources: list[So
     return out, added
 
 
-def value_quote(source: Source, values: Sequence[str]) -> tuple[str, Citation]:
-    """The first sentence of a source that gives one of the values (else the whole source), and its citation."""
-    span = next((sp for sp in split_sentences(source.text)
-                 if any(v in source.text[sp.start:sp.end] for v in values)), None)
-    start, end = (span.start, span.end) if span else (0, len(source.text))
-    quote = source.text[start:end]
-    citation = Citation(label=source.label, file=source.file, start=source.start + start,
-                        end=source.start + end, quote=quote)
-    return " ".join(quote.split()), citation
-
-
 def as_of(answer: str, citations: list[Citation], sources: list[Source], judged: Judged,
           min_p: float) -> tuple[str, list[tuple[str, Citation]]]:
     """For a question about now: open with the date the answer is true as of (its newest cited
@@ -547,7 +537,7 @@ def as_of(answer: str, citations: list[Citation], sources: list[Source], judged:
     for s in sources:
         if not s.date or date_to_epoch(s.date) >= date_to_epoch(when) or f"[{s.label}]" in text:
             continue
-        if probs.get(s.label.lstrip("S"), 0.0) < min_p:
+        if probs.get(number(s.label), 0.0) < min_p:
             continue
         mine = set(content_terms(s.text))
         if len(mine & cited_terms) / max(1, len(mine | cited_terms)) >= 0.5:
@@ -571,7 +561,7 @@ def human_date(iso: str) -> str:
 
 def undated_notes(answer: str, sources: list[Source]) -> list[str]:
     """For a when-question: the cited files whose publication date is unknown (so a day without a year is open)."""
-    cited = {f"S{n}" for n in LABEL.findall(answer)}
+    cited = set(labels_in(answer))
     files = list(dict.fromkeys(s.file for s in sources if s.label in cited and not s.date))
     return [f"{f} gives no publication date, so the year of a date it states without one is unknown." for f in files]
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .answering import Assistant
+from .labels import blank_labels
 from .prompts import render
 from .types import Answer
 
@@ -102,7 +103,7 @@ def resolve_references(question: str, last_question: str, last_answer: str = "")
     names: list[ner.Entity] = []
     if ner.available():
         for text in (last_question, last_answer):
-            names.extend(ner.entities(re.sub(r"\[S\d+\]", " ", text)))
+            names.extend(ner.entities(blank_labels(text)))
     given: dict[tuple[str, ...], str] = {}  # pronoun group -> the name it was given
 
     def swap(m: re.Match[str]) -> str:

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .chunking import split_sentences
+from .labels import LABEL, strip_labels
 from .text_utils import MONTHS, STOPWORDS, content_terms, tokens
 from .types import Citation
 
-LABEL = re.compile(r"\[S(\d+)\]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*|\d[\d,.]*")
 # Filler a model adds around labels ("according to source [S1]"): removed with the label.
 _FILLER = re.compile(r",?\s*\(?(?:according to|as stated in|as mentioned in|as per|as reported in|from|see)"
@@ -158,15 +158,6 @@ def supports(sentence: str, passage: str, embed: EmbedFn | None = None, given: f
         return False
     a, b = embed([LABEL.sub(" ", sentence), passage])
     return _cosine(a, b) >= SEMANTIC_MIN
-
-
-def strip_labels(text: str) -> str:
-    """Remove every [S#] label, including one spelled around another ("[S[S1]9]")."""
-    while True:
-        stripped = LABEL.sub("", text)
-        if stripped == text:
-            return stripped
-        text = stripped
 
 
 def answer_sentences(text: str) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from assistant.errors import InputError
 from assistant.evaluate.compare import compare_runs
 from assistant.evaluate.runner import (HEADLINE, EvalReport, alce_sentences, cited_labels, rejudge_run, run_eval,
-                                       strip_labels)
+                                       prediction_text)
 from assistant.indexing import build_index
 from assistant.settings import Settings
 from assistant.types import Answer, Citation
@@ -135,7 +135,7 @@ def test_eval_cli_prints_report_and_run_folder(eval_settings: Settings, tmp_path
 def test_alce_labels_are_read_in_either_engine_style() -> None:
     assert cited_labels("Tokyo [S1] and Beijing [2, 3].") == ["S1", "S2", "S3"]
     assert cited_labels("See [Source 4].") == ["S4"]
-    assert strip_labels("Astellas Pharma [S1] [2].") == "Astellas Pharma."
+    assert prediction_text("Astellas Pharma [S1] [2].") == "Astellas Pharma."
 
 
 def test_alce_sentences_pair_each_sentence_with_its_own_quote_and_the_article_date() -> None:

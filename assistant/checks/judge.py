@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..backends.base import ChatModel, Message
 from ..citations import Source
+from ..labels import number
 from ..prompts import render
 from ..types import Choice
 from .verdicts import Verdict
@@ -19,7 +20,7 @@ YES, NO = "yes", "no"
 
 def gate_options(sources: Sequence[Source]) -> list[str]:
     """Source numbers (single tokens for the model) and NONE."""
-    return [s.label[1:] for s in sources] + [NONE]
+    return [number(s.label) for s in sources] + [NONE]
 
 
 def gate_messages(messages: list[Message], sources: Sequence[Source]) -> list[Message]:

@@ -9,13 +9,13 @@ from typing import Sequence
 from ..backends import ner
 from ..chunking import split_sentences
 from ..citations import Source
+from ..labels import blank_labels, number
 from ..text_utils import content_terms
 from ..types import Choice, Passage
 from .question import Question
 from .verdicts import Verdict
 
 _NUMBER = re.compile(r"\d")
-_LABEL = re.compile(r"\[S\d+\]")
 # Entity labels whose text carries a figure an answer may state (spaCy tags ages and spans as DATE).
 NUMERIC = frozenset({"CARDINAL", "MONEY", "PERCENT", "QUANTITY", "DATE", "TIME"})
 # English number words and scale words: the grammar of numbers, not words of any corpus.
@@ -87,7 +87,7 @@ def numbers_found(question: Question, sentence: str, sources: Sequence[Source],
 
 def _entities(text: str) -> tuple[ner.Entity, ...]:
     """The named entities of an answer's text, its [S#] labels blanked out."""
-    return ner.entities(_LABEL.sub(" ", text))
+    return ner.entities(blank_labels(text))
 
 
 def _answer_entities(text: str, question: Question) -> list[ner.Entity]:
@@ -109,7 +109,7 @@ def addresses(question: Question, answer: str) -> Verdict:
     if not wants:
         return Verdict("addresses", True, None, f"a {question.kind} question takes any content")
     found = [e for e in _answer_entities(answer, question) if e.label in wants]
-    if question.kind == "how_many" and not found and _NUMBER.search(_LABEL.sub(" ", answer)):
+    if question.kind == "how_many" and not found and _NUMBER.search(blank_labels(answer)):
         found = [ner.Entity("number", "CARDINAL", 0, 0)]
     if found:
         return Verdict("addresses", True, 1.0, f"gives {found[0].text!r} ({found[0].label}) for a {question.kind} question")
@@ -143,7 +143,7 @@ def disagreement(question: Question, sources: Sequence[Source], gate: Choice | N
         return None
     by_label = {s.label: s for s in sources}
     likely = sorted((f"S{o}" for o, p in gate.probs.items() if o != "NONE" and p >= min_p and f"S{o}" in by_label),
-                    key=lambda lab: -gate.p(lab[1:]))
+                    key=lambda lab: -gate.p(number(lab)))
     values: dict[str, tuple[str, ...]] = {}
     files: set[str] = set()
     status: dict[str, str] = {}
@@ -193,7 +193,7 @@ def value_status(sentence: str, value: str) -> str:
 def pick_agrees(pick: str, answer: str, question: Question) -> bool:
     """Does the answer give the picked entity? The same words, a part of the name ("Hayashi" for
     "Yoshimasa Hayashi"), or for dates and numbers the same figures ("£10" and "10 pounds")."""
-    plain = _LABEL.sub(" ", answer).lower()
+    plain = blank_labels(answer).lower()
     if " ".join(pick.lower().split()) in " ".join(plain.split()):
         return True
     if question.kind in COMPARABLE:

@@ -72,8 +72,9 @@ def cited_labels(sentence: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def strip_labels(text: str) -> str:
-    """The text without citation labels (and "according to Source 2"), spacing before punctuation tidied."""
+def prediction_text(text: str) -> str:
+    """The answer as scored: without citation labels of any engine's style ("[S1]", "[2]", "according
+    to Source 2"), spacing before punctuation tidied (`labels.strip_labels` removes only [S#])."""
     text = re.sub(r"\(\s*\)", " ", _BARE_PHRASE.sub(" ", _LABELS.sub(" ", text)))
     text = re.sub(r"^[\s,;:]+", "", re.sub(r"\s+([.,;!?])", r"\1", re.sub(r"\s{2,}", " ", text)))
     return text[:1].upper() + text[1:] if text else text
@@ -87,7 +88,7 @@ def alce_sentences(answer: Answer, dates: dict[str, str]) -> list[tuple[str, lis
     units: list[tuple[str, list[str]]] = []
     pending: list[str] = []
     for part in answer_sentences(answer.answer):
-        plain, labels = strip_labels(part), cited_labels(part)
+        plain, labels = prediction_text(part), cited_labels(part)
         if not re.search(r"[A-Za-z0-9]", plain):
             # A line of labels only: a heading ("Source 1:") cites what follows, else what precedes.
             if units and not part.rstrip().endswith(":"):
@@ -137,7 +138,7 @@ def score_case(case: EvalCase, answer: Answer, latency: float, ranked: Sequence[
                relevant_ids: set[str], dates: dict[str, str],
                embed: Callable[[Sequence[str]], list[list[float]]] | None) -> dict[str, Any]:
     """Every per-case metric for one answer, as a JSON-ready record."""
-    prediction = "" if answer.declined else strip_labels(answer.answer)
+    prediction = "" if answer.declined else prediction_text(answer.answer)
     record: dict[str, Any] = {
         "id": case.id, "type": case.type, "question": case.question, "answerable": case.answerable,
         "golds": case.golds, "gold_sources": case.sources,

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import citations
-from ..citations import LABEL, EmbedFn, lexical_support, missing_critical, supports
+from ..citations import EmbedFn, lexical_support, missing_critical, supports
+from ..labels import LABEL
 from ..errors import InputError
 from ..settings import REPO_DIR
 
