@@ -132,3 +132,22 @@ def test_the_identity_check_names_each_case_and_field_that_changed(tmp_path: Pat
         (tmp_path / name / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0  # timings are not behaviour
     assert main([str(tmp_path / "a"), str(tmp_path / "c")]) == 1
+
+
+def test_the_decline_rule_is_fitted_on_the_signals_together() -> None:
+    from assistant.evaluate.declines import cross_validated, fit, rates, signals
+
+    right = [_record(True, 0.1 + 0.01 * i, [("Claxton won the AAAs title.", 0.9)], ["AAAs title"]) for i in range(10)]
+    # Unanswerable: the gate is unsure and the names are not all found, yet the support check says yes.
+    wrong = [_record(False, 0.5 + 0.01 * i, [("Claxton won in Madrid.", 0.9)], [], entities=False) for i in range(10)]
+    for r in wrong:
+        r["verdicts"][0]["passed"] = True  # the entities check alone would not decline them
+        r["verdicts"][0]["score"] = 0.5
+    records = right + wrong
+    s = signals(wrong[0])
+    assert s["gate_none"] == 0.5 and s["entity_share"] == 0.5 and s["support_min"] == 0.9
+    model, t = fit(records, max_wrong_declines=0.0)
+    answers = [bool(p >= t) for p in model.predict_proba([[signals(r)[f] for f in signals(r)] for r in records])[:, 1]]
+    scored = rates(records, answers)
+    assert scored["correct"] == 1.0 and scored["wrong_declines"] == 0.0 and scored["unanswerable_declined"] == 1.0
+    assert rates(records, cross_validated(records, 0.0))["crag"] > rates(records, [True] * 20)["crag"]
