@@ -27,7 +27,7 @@ from .labels import blank_labels, labels_in, number, strip_labels
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
-from .text_utils import MONTHS, content_terms
+from .text_utils import MONTHS, content_terms, jaccard
 from .types import Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
@@ -540,7 +540,7 @@ def as_of(answer: str, citations: list[Citation], sources: list[Source], judged:
         if probs.get(number(s.label), 0.0) < min_p:
             continue
         mine = set(content_terms(s.text))
-        if len(mine & cited_terms) / max(1, len(mine | cited_terms)) >= 0.5:
+        if jaccard(mine, cited_terms) >= 0.5:
             continue  # the older article says the same
         quote = s.text
         citation = Citation(label=s.label, file=s.file, start=s.start, end=s.end, quote=quote)

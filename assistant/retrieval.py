@@ -12,7 +12,7 @@ from .dates import date_to_epoch
 from .errors import IndexNotBuiltError, InputError, StoreError
 from .settings import Settings
 from .store import IndexLocation, locate, manifest_version, open_collection, read_manifest, store_error
-from .text_utils import content_terms
+from .text_utils import content_terms, jaccard
 from .types import Passage
 
 
@@ -58,10 +58,6 @@ def _supersedes(new: Passage, old: Passage) -> bool:
     if a and b and a != b:
         return a > b
     return bool(_REVISED.search(new.text)) and not _REVISED.search(old.text)
-
-
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
 
 
 def _period_end(date: str) -> int:
@@ -221,7 +217,7 @@ class Retriever:
                 p = replace(p, copies=tuple(f for f in state.groups[rep] if f != p.file))
             twin = next((n for n, (q, seen) in enumerate(zip(kept, terms)) if rep is not None
                          and self.settings.group_copies and state.group_of.get(q.file) == rep
-                         and q.file != p.file and _jaccard(mine, seen) >= 0.5), None)
+                         and q.file != p.file and jaccard(mine, seen) >= 0.5), None)
             if twin is None:
                 kept.append(p)
                 terms.append(mine)

@@ -57,3 +57,10 @@ def clip(text: str, limit: int) -> str:
     if " " in cut and not text[limit - 1].isspace():
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,;:") + "…"
+
+
+def jaccard(a: set[str] | frozenset[str], b: set[str] | frozenset[str]) -> float:
+    """|a & b| / |a | b|: the share of terms two texts have in common; 0.0 when both are empty
+    (texts with no terms are not alike)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0

@@ -22,7 +22,7 @@ from .chunking import split_sentences
 from .dates import date_to_epoch
 from .errors import InputError
 from .prompts import render
-from .text_utils import MONTHS, content_terms
+from .text_utils import MONTHS, content_terms, jaccard
 from .types import Citation, Passage
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ def _same_event(a: TimelineEvent, b: TimelineEvent) -> bool:
     if (a.date, a.precision, a.status) != (b.date, b.precision, b.status):
         return False
     x, y = set(content_terms(a.event)), set(content_terms(b.event))
-    return len(x & y) / max(1, len(x | y)) >= 0.5 or bool({c.file for c in a.citations} & {
+    return jaccard(x, y) >= 0.5 or bool({c.file for c in a.citations} & {
         f for c in b.citations for f in (c.file, *c.copies)})
 
 

@@ -218,3 +218,10 @@ def test_a_changed_file_tokenises_only_its_own_chunks(corpus: Path, settings: Se
     own = len(read_manifest(locate(settings))["files"][target.name]["ids"])
     assert report.updated == 1 and len(texts) == own < report.chunks
     assert target.name in {p.file for p in search("zeppelin", settings, k=2)}
+
+
+def test_one_jaccard_for_every_caller_and_empty_texts_are_not_alike() -> None:
+    from assistant.text_utils import jaccard
+
+    assert jaccard({"a", "b"}, {"b", "c"}) == 1 / 3
+    assert jaccard(set(), set()) == 0.0 and jaccard({"a"}, set()) == 0.0
