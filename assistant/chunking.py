@@ -3,59 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from .cleaning import keep_spans
+from .sentences import Span, split_sentences
 
-_ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "sen", "rep", "gov", "gen", "lt", "col", "st", "jr", "sr",
-    "inc", "ltd", "co", "corp", "no", "vs", "etc", "jan", "feb", "mar", "apr", "jun", "jul", "aug",
-    "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n", "e.g", "i.e", "a.m", "p.m",
-}
-# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
-_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s)")
-_NEXT_CHAR = re.compile(r"\s*(\S)")
-
-
-@dataclass(frozen=True)
-class Span:
-    """A [start, end) slice of the source text."""
-
-    start: int
-    end: int
-
-
-def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Split text[start:end] into sentence spans; line breaks also end sentences."""
-    end = len(text) if end is None else end
-    spans: list[Span] = []
-    for line in re.finditer(r"[^\n]+", text[start:end]):
-        ls, le = start + line.start(), start + line.end()
-        cursor = ls
-        for match in _END.finditer(text, ls, le):
-            # Look back a word's length only: slicing from `cursor` is quadratic on long lines.
-            word = re.search(r"([\w.]+)[.!?][\"'”’)\]]*$", text[max(cursor, match.start() - 40):match.end()])
-            if word and text[match.start()] == "." and (
-                    word.group(1).lower() in _ABBREVIATIONS or (len(word.group(1)) == 1 and word.group(1).isalpha())):
-                continue
-            nxt = _NEXT_CHAR.match(text, match.end(), le)
-            if nxt and nxt.group(1).islower():
-                continue
-            _append(text, spans, cursor, match.end())
-            cursor = match.end()
-        _append(text, spans, cursor, le)
-    return spans
-
-
-def _append(text: str, spans: list[Span], s: int, e: int) -> None:
-    while s < e and text[s].isspace():
-        s += 1
-    while e > s and text[e - 1].isspace():
-        e -= 1
-    if e > s:
-        spans.append(Span(s, e))
-
+__all__ = ["RawChunk", "Span", "chunk_text", "content_hash", "split_sentences"]
 
 def _hard_split(text: str, span: Span, size: int) -> list[Span]:
     # A "sentence" longer than a chunk (a huge line) is cut at whitespace near the limit.

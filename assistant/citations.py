@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .chunking import split_sentences
+from .sentences import answer_sentences, split_sentences
 from .labels import LABEL, strip_labels
 from .text_utils import MONTHS, STOPWORDS, content_terms, tokens
 from .types import Citation
@@ -158,22 +158,6 @@ def supports(sentence: str, passage: str, embed: EmbedFn | None = None, given: f
         return False
     a, b = embed([LABEL.sub(" ", sentence), passage])
     return _cosine(a, b) >= SEMANTIC_MIN
-
-
-def answer_sentences(text: str) -> list[str]:
-    """Split an answer into sentences, keeping trailing labels with their sentence."""
-    text = text.strip()
-    if not text:
-        return []
-    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"“])|(?<=\])\s+(?=[A-Z\"“])|\n+", text)
-    out: list[str] = []
-    for part in (p.strip() for p in parts if p and p.strip()):
-        # A line holding only labels belongs to the sentence before it.
-        if out and not re.search(r"[A-Za-z0-9]", LABEL.sub("", part)):
-            out[-1] = f"{out[-1]} {part}"
-        else:
-            out.append(part)
-    return out
 
 
 def best_quote(sentence: str, source: Source) -> tuple[int, int, str]:

@@ -155,3 +155,18 @@ def test_any_text_chunks_into_verbatim_bounded_ordered_slices(pairs: list[tuple[
     for start, end in keep_spans(text):
         for n in range(start, end):
             assert n in covered or text[n].isspace(), (n, text[start:end])
+
+
+def test_answers_are_split_by_the_same_splitter_with_their_labels_kept() -> None:
+    from assistant.sentences import answer_sentences
+
+    assert answer_sentences("Claxton won the title [S1]. She won £40,000. [S2]") == [
+        "Claxton won the title [S1].", "She won £40,000. [S2]"]
+    # Another engine's labels stay with their sentence; a figure opening a sentence starts a new one;
+    # an abbreviation does not end one; a list item's number stays with its item.
+    assert answer_sentences("Sales rose. [2] 150,000 tickets went. [Source 1, Source 2]") == [
+        "Sales rose. [2]", "150,000 tickets went. [Source 1, Source 2]"]
+    assert answer_sentences("He was ambassador to the U.S. before 2023 [S3].") == [
+        "He was ambassador to the U.S. before 2023 [S3]."]
+    assert answer_sentences("1. **Qin Gang** - minister\n2. **Wang Wenbin** - spokesman") == [
+        "1. **Qin Gang** - minister", "2. **Wang Wenbin** - spokesman"]

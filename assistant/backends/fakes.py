@@ -9,6 +9,7 @@ import re
 from collections import deque
 from typing import Callable, Iterator, Sequence
 
+from ..sentences import split_sentences
 from ..text_utils import content_terms
 from ..types import Choice, Completion
 
@@ -65,7 +66,7 @@ class FakeChatModel:
         question = set(content_terms(match.group(1))) if match else set()
         best, best_overlap = None, 0
         for label, text in _SOURCE.findall(prompt):
-            for sentence in re.split(r"(?<=[.!?])\s+", text):
+            for sentence in (text[sp.start:sp.end] for sp in split_sentences(text)):
                 overlap = len(question & set(content_terms(sentence)))
                 if overlap > best_overlap:
                     best, best_overlap = (label, sentence.strip()), overlap
