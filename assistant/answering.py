@@ -28,7 +28,7 @@ from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
 from .text_utils import MONTHS, content_terms, jaccard
-from .types import Answer, Choice, Citation, Passage
+from .types import Check, Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
@@ -60,7 +60,7 @@ class Evidence:
 
 
 # Checks that judge one sentence: a failure withholds that sentence, not the answer.
-PER_SENTENCE = frozenset({"numbers", "supported"})
+PER_SENTENCE = frozenset({Check.NUMBERS, Check.SUPPORTED})
 
 
 @dataclass
@@ -256,14 +256,14 @@ class Assistant:
         timings = {"retrieve_s": time.perf_counter() - t0}
         judged = Judged()
         if not evidence.sources:
-            judged.verdicts.append(Verdict("retrieval", False, 0.0, "no passage matched the question"))
+            judged.verdicts.append(Verdict(Check.RETRIEVAL, False, 0.0, "no passage matched the question"))
             yield from self._emit(self._declined(question, evidence, judged, timings, t0), streaming)
             return
-        if self._on("entities"):
+        if self._on(Check.ENTITIES):
             judged.verdicts.append(checks.entities_found(q, evidence.searched))
         llm = self.llm
         messages = self.messages(question, evidence.sources)
-        if self._on("answerable") and (judged.first_failure() is None or self.trace):
+        if self._on(Check.ANSWERABLE) and (judged.first_failure() is None or self.trace):
             verdict, judged.gate = checks.answerable(llm, messages, evidence.sources, self.settings.gate_none_max)
             judged.verdicts.append(verdict)
             judged.disagreement = checks.disagreement(q, evidence.sources, judged.gate, self.settings.conflict_min_p)
@@ -326,7 +326,7 @@ class Assistant:
             failure = next((v for v in judged.verdicts if not v.passed), None)
         reason = failure.name if failure else "model_declined"
         text = DECLINE_TEXT
-        if failure is not None and failure.name == "entities":
+        if failure is not None and failure.name == Check.ENTITIES:
             text += f" {failure.reason[0].upper()}{failure.reason[1:]}."
         return Answer(question=question, answer=text, declined=True, sources=evidence.passages[:3],
                       timings=timings, decline_reason=reason, verdicts=judged.verdicts, draft=draft,
@@ -337,7 +337,7 @@ class Assistant:
         question = q.text
         text = raw.strip()
         if not text or text.startswith(SENTINEL) or text.replace(SENTINEL, "").strip(" .") == "":
-            judged.verdicts.append(Verdict("model_declined", False, None, "the model wrote that the sources do not say"))
+            judged.verdicts.append(Verdict(Check.MODEL_DECLINED, False, None, "the model wrote that the sources do not say"))
             return self._declined(question, evidence, judged, timings, t0)
         text = quote_if_only_labels(q, text.replace(SENTINEL, "").strip(), evidence.sources)
         resolution = resolve(text, evidence.sources, embed=None, question=question)
@@ -352,12 +352,12 @@ class Assistant:
             seen.add(key)
             labels = labels_in(sentence)
             refuse = False
-            if self._on("numbers") and self._ner:
+            if self._on(Check.NUMBERS) and self._ner:
                 verdict = checks.numbers_found(q, _plain(sentence), evidence.sources, labels)
                 judged.verdicts.append(verdict)
                 refuse = not verdict.passed
             # A made-up figure needs no model call, except in a traced run (every check on every sentence).
-            if self._on("supported") and (not refuse or self.trace):
+            if self._on(Check.SUPPORTED) and (not refuse or self.trace):
                 verdict = checks.supported(llm, messages, raw, _plain(sentence), labels,
                                            self.settings.support_min)
                 judged.verdicts.append(verdict)
@@ -365,18 +365,18 @@ class Assistant:
             (refused if refuse else kept).append(sentence)
         timings["support_s"] = time.perf_counter() - t2
         draft = " ".join(resolution.cited_sentences)
-        if self.trace and self._on("addresses"):
+        if self.trace and self._on(Check.ADDRESSES):
             # The answer-type verdict on the draft too, so an ablation without the support check can be scored.
             v = checks.addresses(q, draft)
-            judged.verdicts.append(Verdict("addresses_draft", True, v.score, v.reason))
+            judged.verdicts.append(Verdict(Check.ADDRESSES_DRAFT, True, v.score, v.reason))
         if not kept:
-            judged.verdicts.append(Verdict("supported_any", False, 0.0,
+            judged.verdicts.append(Verdict(Check.SUPPORTED_ANY, False, 0.0,
                                            "no sentence of the answer is stated by the source it cites "
                                            "(or every one gives a figure no source states)"))
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
-        if self._on("addresses"):
+        if self._on(Check.ADDRESSES):
             judged.verdicts.append(checks.addresses(q, " ".join(kept)))
-        if self.settings.pick_check and self._on("picked") and (judged.first_failure() is None or self.trace):
+        if self.settings.pick_check and self._on(Check.PICKED) and (judged.first_failure() is None or self.trace):
             choice = checks.pick(llm, messages, q, evidence.sources)
             judged.verdicts.append(checks.picked(q, " ".join(kept), choice, self.settings.pick_none_max))
         if judged.first_failure() is not None:

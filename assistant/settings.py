@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .types import CHECKS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
-# The checks an answer passes (assistant/checks); any may be switched off for an ablation.
-CHECKS = ("entities", "answerable", "numbers", "supported", "addresses", "picked")
 
 
 def resource_dir(name: str) -> Path:

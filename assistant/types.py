@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -79,6 +80,26 @@ class Citation:
         return cls(label=str(data["label"]), file=str(data["file"]), start=int(data["start"]),
                    end=int(data["end"]), quote=str(data.get("quote", "")), inferred=bool(data.get("inferred", False)),
                    copies=tuple(data.get("copies") or ()))
+
+
+class Check(StrEnum):
+    """The name of every verdict an answer can get. The first six are checks (`CHECKS`), each of
+    which `ASSISTANT_CHECKS_OFF` can switch off for an ablation; the rest record how the pipeline
+    itself ended or what a traced run measured. Members are strings, so records stay plain JSON."""
+
+    ENTITIES = "entities"
+    ANSWERABLE = "answerable"
+    NUMBERS = "numbers"
+    SUPPORTED = "supported"
+    ADDRESSES = "addresses"
+    PICKED = "picked"
+    RETRIEVAL = "retrieval"  # no passage matched
+    MODEL_DECLINED = "model_declined"  # the model wrote that the sources do not say
+    SUPPORTED_ANY = "supported_any"  # every sentence was withheld
+    ADDRESSES_DRAFT = "addresses_draft"  # traced: the answer-type verdict on the draft
+
+
+CHECKS = (Check.ENTITIES, Check.ANSWERABLE, Check.NUMBERS, Check.SUPPORTED, Check.ADDRESSES, Check.PICKED)
 
 
 @dataclass(frozen=True)

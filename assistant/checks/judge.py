@@ -8,7 +8,7 @@ from ..backends.base import ChatModel, Message
 from ..citations import Source
 from ..labels import number
 from ..prompts import render
-from ..types import Choice
+from ..types import Check, Choice
 from .verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def answerable(llm: ChatModel, messages: list[Message], sources: Sequence[Source
         reason = f"the model judged that no source states the answer (P(NONE) = {p_none:.2f} ≥ {none_max:.2f})"
     else:
         reason = f"source S{best} states the answer (P(NONE) = {p_none:.2f} < {none_max:.2f})"
-    return Verdict("answerable", p_none < none_max, p_none, reason, none_max), choice
+    return Verdict(Check.ANSWERABLE, p_none < none_max, p_none, reason, none_max), choice
 
 
 def support_messages(messages: list[Message], raw_answer: str, sentence: str, labels: Sequence[str]) -> list[Message]:
@@ -58,7 +58,7 @@ def supported(llm: ChatModel, messages: list[Message], raw_answer: str, sentence
     cited = ", ".join(labels)
     reason = (f"{cited} states it (P(yes) = {p_yes:.2f})" if p_yes >= yes_min
               else f"{cited} does not state it (P(yes) = {p_yes:.2f} < {yes_min:.2f})")
-    return Verdict("supported", p_yes >= yes_min, p_yes, reason, yes_min, subject=sentence)
+    return Verdict(Check.SUPPORTED, p_yes >= yes_min, p_yes, reason, yes_min, subject=sentence)
 
 
 # What a pick asks for, by question kind.

@@ -11,7 +11,7 @@ from ..chunking import split_sentences
 from ..citations import Source
 from ..labels import blank_labels, number
 from ..text_utils import content_terms
-from ..types import Choice, Passage
+from ..types import Check, Choice, Passage
 from .question import Question
 from .verdicts import Verdict
 
@@ -38,14 +38,14 @@ def entities_found(question: Question, passages: Sequence[Passage]) -> Verdict:
     """Is every name the question is about (NER: people, organisations, places, events) in some passage?"""
     topics = question.topics
     if not topics:
-        return Verdict("entities", True, None, "the question names no entity to look for")
+        return Verdict(Check.ENTITIES, True, None, "the question names no entity to look for")
     words = set().union(*(set(content_terms(p.text)) for p in passages)) if passages else set()
     missing = [t for t in topics if content_terms(t) and not set(content_terms(t)) <= words]
     score = 1.0 - len(missing) / len(topics)
     if missing:
         names = ", ".join(f'"{t}"' for t in missing)
-        return Verdict("entities", False, score, f"no retrieved passage mentions {names}")
-    return Verdict("entities", True, score, "every name in the question appears in the passages")
+        return Verdict(Check.ENTITIES, False, score, f"no retrieved passage mentions {names}")
+    return Verdict(Check.ENTITIES, True, score, "every name in the question appears in the passages")
 
 
 def figures(text: str) -> set[float]:
@@ -74,15 +74,15 @@ def numbers_found(question: Question, sentence: str, sources: Sequence[Source],
     figure found there neither was made up or taken from a source the sentence does not cite."""
     stated = [(e.text, values) for e in _entities(sentence) if e.label in NUMERIC and (values := figures(e.text))]
     if not stated:
-        return Verdict("numbers", True, None, "the sentence states no figure", subject=sentence)
+        return Verdict(Check.NUMBERS, True, None, "the sentence states no figure", subject=sentence)
     cited = [s for s in sources if s.label in labels] or list(sources)
     known = figures(question.text).union(*(figures(s.evidence) for s in cited))
     missing = [text for text, values in stated if not values & known]
     score = 1.0 - len(missing) / len(stated)
     if missing:
         names = ", ".join(f'"{t}"' for t in missing)
-        return Verdict("numbers", False, score, f"no cited source states {names}", subject=sentence)
-    return Verdict("numbers", True, score, "every figure it states is in a source it cites", subject=sentence)
+        return Verdict(Check.NUMBERS, False, score, f"no cited source states {names}", subject=sentence)
+    return Verdict(Check.NUMBERS, True, score, "every figure it states is in a source it cites", subject=sentence)
 
 
 def _entities(text: str) -> tuple[ner.Entity, ...]:
@@ -107,14 +107,14 @@ def addresses(question: Question, answer: str) -> Verdict:
     for "how many"), by the NER labels of its entities?"""
     wants = question.wants
     if not wants:
-        return Verdict("addresses", True, None, f"a {question.kind} question takes any content")
+        return Verdict(Check.ADDRESSES, True, None, f"a {question.kind} question takes any content")
     found = [e for e in _answer_entities(answer, question) if e.label in wants]
     if question.kind == "how_many" and not found and _NUMBER.search(blank_labels(answer)):
         found = [ner.Entity("number", "CARDINAL", 0, 0)]
     if found:
-        return Verdict("addresses", True, 1.0, f"gives {found[0].text!r} ({found[0].label}) for a {question.kind} question")
+        return Verdict(Check.ADDRESSES, True, 1.0, f"gives {found[0].text!r} ({found[0].label}) for a {question.kind} question")
     want = {"who": "a name", "when": "a date", "how_many": "a number"}.get(question.kind, "an answer")
-    return Verdict("addresses", False, 0.0, f"the answer gives no {want}, which a {question.kind} question asks for")
+    return Verdict(Check.ADDRESSES, False, 0.0, f"the answer gives no {want}, which a {question.kind} question asks for")
 
 
 @dataclass(frozen=True)
@@ -209,14 +209,14 @@ def picked(question: Question, answer: str, choice: Choice | None, none_max: flo
     thing asked (or does the model pick NONE)? A swapped name, date or number is the typical error of
     a small model, and a yes/no support question to the same model does not catch it."""
     if choice is None:
-        return Verdict("picked", True, None, "the question asks for no name, date or number the sources hold")
+        return Verdict(Check.PICKED, True, None, "the question asks for no name, date or number the sources hold")
     p_none = choice.p("NONE")
     if choice.option == "NONE" or p_none >= none_max:
-        return Verdict("picked", p_none < none_max, p_none,
+        return Verdict(Check.PICKED, p_none < none_max, p_none,
                        f"asked for the answer alone, the model picks NONE (P(NONE) = {p_none:.2f})", none_max,
                        subject="NONE")
     if pick_agrees(choice.option, answer, question):
-        return Verdict("picked", True, p_none, f"the answer gives {choice.option!r}, the model's pick from the sources",
+        return Verdict(Check.PICKED, True, p_none, f"the answer gives {choice.option!r}, the model's pick from the sources",
                        none_max, subject=choice.option)
-    return Verdict("picked", False, p_none, f"asked for the answer alone, the model picks {choice.option!r}, "
+    return Verdict(Check.PICKED, False, p_none, f"asked for the answer alone, the model picks {choice.option!r}, "
                    "which the answer does not give", none_max, subject=choice.option)

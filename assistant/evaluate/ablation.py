@@ -15,6 +15,7 @@ from ..checks import Question, addresses, pick_agrees, question_kind, understand
 from ..checks.question import parsed_kind
 from ..settings import CHECKS
 from . import metrics as m
+from ..types import Check
 
 
 @dataclass(frozen=True)
@@ -36,26 +37,26 @@ def _verdicts(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def decide(record: dict[str, Any], config: Config, ner: bool = True) -> tuple[bool, str]:
     """(declined, answer text without labels) for one traced case under a configuration."""
-    if any(not v["passed"] for v in _verdicts(record, "retrieval") + _verdicts(record, "model_declined")):
+    if any(not v["passed"] for v in _verdicts(record, Check.RETRIEVAL) + _verdicts(record, Check.MODEL_DECLINED)):
         return True, ""
-    if "entities" not in config.off and any(not v["passed"] for v in _verdicts(record, "entities")):
+    if Check.ENTITIES not in config.off and any(not v["passed"] for v in _verdicts(record, Check.ENTITIES)):
         return True, ""
-    gate = _verdicts(record, "answerable")
-    if "answerable" not in config.off and gate and (gate[0]["score"] or 0.0) >= config.gate_none_max:
+    gate = _verdicts(record, Check.ANSWERABLE)
+    if Check.ANSWERABLE not in config.off and gate and (gate[0]["score"] or 0.0) >= config.gate_none_max:
         return True, ""
-    sentences = [(v["subject"], v["score"] or 0.0) for v in _verdicts(record, "supported")]
+    sentences = [(v["subject"], v["score"] or 0.0) for v in _verdicts(record, Check.SUPPORTED)]
     if not sentences:
         return True, ""
-    made_up = set() if "numbers" in config.off else {v["subject"] for v in _verdicts(record, "numbers") if not v["passed"]}
-    kept = [s for s, p in sentences if ("supported" in config.off or p >= config.support_min) and s not in made_up]
+    made_up = set() if Check.NUMBERS in config.off else {v["subject"] for v in _verdicts(record, Check.NUMBERS) if not v["passed"]}
+    kept = [s for s, p in sentences if (Check.SUPPORTED in config.off or p >= config.support_min) and s not in made_up]
     if not kept:
         return True, ""
     text = " ".join(kept)
     question = _understood(record["question"], config.kind, ner)
-    if "addresses" not in config.off and not addresses(question, text).passed:
+    if Check.ADDRESSES not in config.off and not addresses(question, text).passed:
         return True, ""
-    pick = _verdicts(record, "picked")
-    if "picked" not in config.off and pick and pick[0]["score"] is not None:
+    pick = _verdicts(record, Check.PICKED)
+    if Check.PICKED not in config.off and pick and pick[0]["score"] is not None:
         if pick[0]["score"] >= config.pick_none_max:
             return True, ""
         if pick[0]["subject"] not in ("", "NONE") and not pick_agrees(pick[0]["subject"], text, question):

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import ablation
 from .report import checks_markdown
+from ..types import Check
 
 
 def load_records(run_dirs: list[str]) -> list[dict[str, Any]]:
@@ -27,7 +28,7 @@ def load_records(run_dirs: list[str]) -> list[dict[str, Any]]:
 def gate_scores(records: list[dict[str, Any]], answerable: bool) -> list[float]:
     """The gate's P(NONE) of each traced case of one class."""
     return [v["score"] for r in records if r["answerable"] == answerable
-            for v in r.get("verdicts", []) if v["name"] == "answerable" and v["score"] is not None]
+            for v in r.get("verdicts", []) if v["name"] == Check.ANSWERABLE and v["score"] is not None]
 
 
 def main(argv: list[str]) -> str:

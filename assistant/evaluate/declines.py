@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from . import metrics as m
 from .ablation import Config, decide, traced
+from ..types import Check
 
 FEATURES = ("gate_none", "pick_none", "pick_disagrees", "support_min", "support_mean", "entity_share",
             "addresses", "numbers_failed")
@@ -33,8 +34,8 @@ def signals(record: dict[str, Any]) -> dict[str, float]:
     def first(name: str) -> dict[str, Any] | None:
         return next((v for v in record.get("verdicts", []) if v["name"] == name), None)
 
-    support = [float(v["score"] or 0.0) for v in record.get("verdicts", []) if v["name"] == "supported"]
-    gate, pick, ents, addr = first("answerable"), first("picked"), first("entities"), first("addresses")
+    support = [float(v["score"] or 0.0) for v in record.get("verdicts", []) if v["name"] == Check.SUPPORTED]
+    gate, pick, ents, addr = first(Check.ANSWERABLE), first(Check.PICKED), first(Check.ENTITIES), first(Check.ADDRESSES)
     pick_none = float(pick["score"]) if pick and pick.get("score") is not None else 0.0
     return {
         "gate_none": float(gate["score"]) if gate and gate.get("score") is not None else 1.0,
@@ -44,7 +45,7 @@ def signals(record: dict[str, Any]) -> dict[str, float]:
         "support_mean": sum(support) / len(support) if support else 0.0,
         "entity_share": float(ents["score"]) if ents and ents.get("score") is not None else 1.0,
         "addresses": float(addr["passed"]) if addr else 0.0,
-        "numbers_failed": float(any(not v["passed"] for v in record.get("verdicts", []) if v["name"] == "numbers")),
+        "numbers_failed": float(any(not v["passed"] for v in record.get("verdicts", []) if v["name"] == Check.NUMBERS)),
     }
 
 
