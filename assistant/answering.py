@@ -13,21 +13,21 @@ import threading
 import time
 from datetime import datetime
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
 from . import checks, evidence
 from .backends import get_llm
 from .backends.base import ChatModel
 from .checks import Question, Verdict
-from .chunking import split_sentences
-from .citations import Source, lexical_support, normalize_labels, resolve
+from .citations import Source, normalize_labels, resolve
 from .dates import date_to_epoch
 from .injection import addresses_the_assistant
-from .labels import blank_labels, labels_in, number, strip_labels
+from .labels import labels_in, strip_labels
+from .notes import as_of, quote_if_only_labels, reconcile, undated_notes
 from .prompts import render
 from .retrieval import Filters, Retriever, get_retriever
 from .settings import Settings
-from .text_utils import MONTHS, content_terms, jaccard
+from .text_utils import content_terms
 from .types import Check, Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
@@ -392,7 +392,7 @@ class Assistant:
         if q.kind == "when":
             judged.notes.extend(undated_notes(answer_text, evidence.sources))
         if q.current:
-            answer_text, earlier = as_of(answer_text, resolution.citations, evidence.sources, judged,
+            answer_text, earlier = as_of(answer_text, resolution.citations, evidence.sources, judged.gate,
                                          self.settings.conflict_min_p)
             if earlier:
                 answer_text += " " + " ".join(sentence for sentence, _ in earlier)
@@ -428,142 +428,6 @@ def source_heading(source: Source) -> str:
     title = f' "{" ".join(source.title.split())}"' if source.title else ""
     when = f"published {source.date}" if source.date else "publication date unknown"
     return f"{source.file}{title}, {when}:"
-
-
-def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -> str:
-    """A reply that is only labels ("[Source: S1]") points at a source without saying anything:
-    answer with the sentence of those sources that best matches the question, quoted verbatim."""
-    text = normalize_labels(text)
-    if re.search(r"[A-Za-z0-9]", strip_labels(text)):
-        return text
-    by_label = {s.label: s for s in sources}
-    chosen = [by_label[lab] for lab in labels_in(text) if lab in by_label]
-    scored = []
-    for n, src in enumerate(chosen):
-        for span in split_sentences(src.text):
-            quote = src.text[span.start:span.end]
-            # A sentence holding the kind of entity asked for (a name for who, a date for when) is the answer.
-            bonus = 0.5 if question.wants and checks.addresses(question, quote).passed else 0.0
-            scored.append((lexical_support(question.text, quote) + bonus, -n, -span.start, quote, src.label))
-    if not scored:
-        return ""
-    *_, quote, label = max(scored)
-    return f"{' '.join(quote.split()).rstrip('.')} [{label}]."
-
-
-def value_quote(source: Source, values: Sequence[str]) -> tuple[str, Citation]:
-    """The first sentence of a source that gives one of the values (else the whole source), and its citation."""
-    span = next((sp for sp in split_sentences(source.text)
-                 if any(v in source.text[sp.start:sp.end] for v in values)), None)
-    start, end = (span.start, span.end) if span else (0, len(source.text))
-    quote = source.text[start:end]
-    citation = Citation(label=source.label, file=source.file, start=source.start + start,
-                        end=source.start + end, quote=quote)
-    return " ".join(quote.split()), citation
-
-
-def reconcile(found: checks.Disagreement, sentences: list[str], sources: list[Source],
-              states: Callable[[str, str], bool], kind: str = "") -> tuple[list[str], list[tuple[str, Citation]]]:
-    """The answer beside the other values the sources give for what it states.
-
-    The answer's value is the first disagreeing value it gives, from a source it cites if any. For
-    every other source it does not cite, each of its values (two at most) is put in the answer's
-    sentence in place of the answer's value, under that source's label; `states(sentence, label)`
-    (the support check) says whether that source states the result. If none does, the source
-    reports something else and is left out. If one does:
-    - the answer's value planned and this one happened: the answer gives what happened, and the plan
-      is noted, "It had been planned for April 1 [S3].";
-    - the answer's value happened and this one planned: the plan is noted the same way;
-    - otherwise its sentence is quoted: 'Another source differs: "..." [S2].'
-    Returns the answer's sentences and the notes to add, each with its citation (a rewrite's new
-    citation comes with an empty sentence)."""
-    by_label = {s.label: s for s in sources}
-    text = " ".join(sentences)
-    low = text.lower()
-    cited = set(labels_in(text))
-    given = sorted(((lab, v) for lab, vals in found.values.items() for v in vals if v.lower() in low),
-                   key=lambda lv: lv[0] not in cited)
-    if not given:
-        return sentences, []
-    label, value = given[0]
-    at = next(i for i, s in enumerate(sentences) if value.lower() in s.lower())
-    sentence = sentences[at]
-    out, added = list(sentences), []
-
-    def put(other: str, other_label: str) -> str:
-        swapped = re.sub(re.escape(value), other, sentence, flags=re.I)
-        return " ".join(blank_labels(swapped).split()).rstrip(" .") + f" [{other_label}]."
-
-    def plan_note(plan: str, plan_label: str) -> tuple[str, Citation]:
-        said = f"It had been planned for {plan}" if kind == "when" else f"The figure planned was {plan}"
-        return f"{said} [{plan_label}].", value_quote(by_label[plan_label], [plan])[1]
-
-    rewritten = False
-    for other_label, values in found.values.items():
-        if other_label in cited or other_label == label:
-            continue
-        for other in [v for v in values if v.lower() not in low][:2]:
-            candidate = put(other, other_label)
-            if not states(candidate, other_label):
-                continue
-            quote, citation = value_quote(by_label[other_label], [other])
-            mine, theirs = found.status.get(value), found.status.get(other)
-            if mine == "planned" and theirs == "happened" and not rewritten:
-                out[at] = candidate
-                added += [("", citation), plan_note(value, label)]
-                rewritten = True
-            elif mine == "happened" and theirs == "planned":
-                added.append(plan_note(other, other_label))
-            else:
-                added.append((f'Another source differs: "{quote}" [{other_label}].', citation))
-            break
-    return out, added
-
-
-def as_of(answer: str, citations: list[Citation], sources: list[Source], judged: Judged,
-          min_p: float) -> tuple[str, list[tuple[str, Citation]]]:
-    """For a question about now: open with the date the answer is true as of (its newest cited
-    article), and quote what an older article the gate also found answer-bearing said instead."""
-    dates = {s.label: s.date for s in sources}
-    cited = [c for c in citations if f"[{c.label}]" in answer and dates.get(c.label)]
-    if not cited:
-        return answer, []
-    newest = max(cited, key=lambda c: date_to_epoch(dates[c.label]))
-    when = dates[newest.label]
-    text = f"As of {human_date(when)} [{newest.label}]: {answer}"
-    earlier: list[tuple[str, Citation]] = []
-    probs = judged.gate.probs if judged.gate is not None else {}
-    cited_terms = set(content_terms(" ".join(c.quote for c in cited)))
-    for s in sources:
-        if not s.date or date_to_epoch(s.date) >= date_to_epoch(when) or f"[{s.label}]" in text:
-            continue
-        if probs.get(number(s.label), 0.0) < min_p:
-            continue
-        mine = set(content_terms(s.text))
-        if jaccard(mine, cited_terms) >= 0.5:
-            continue  # the older article says the same
-        quote = s.text
-        citation = Citation(label=s.label, file=s.file, start=s.start, end=s.end, quote=quote)
-        earlier.append((f'Earlier, in {human_date(s.date)}, an article said: "{" ".join(quote.split())}" [{s.label}].',
-                        citation))
-        break
-    return text, earlier
-
-
-def human_date(iso: str) -> str:
-    """2024-12-25 -> 25 December 2024; 2023-05 -> May 2023; 2023 -> 2023."""
-    parts = iso.split("-")
-    if len(parts) >= 2 and parts[1].isdigit():
-        month = MONTHS[int(parts[1]) - 1].capitalize()
-        return f"{int(parts[2])} {month} {parts[0]}" if len(parts) == 3 and parts[2].isdigit() else f"{month} {parts[0]}"
-    return iso
-
-
-def undated_notes(answer: str, sources: list[Source]) -> list[str]:
-    """For a when-question: the cited files whose publication date is unknown (so a day without a year is open)."""
-    cited = set(labels_in(answer))
-    files = list(dict.fromkeys(s.file for s in sources if s.label in cited and not s.date))
-    return [f"{f} gives no publication date, so the year of a date it states without one is unknown." for f in files]
 
 
 _DEFAULT: dict[Any, Assistant] = {}

@@ -322,7 +322,7 @@ def test_names_in_two_sources_are_not_taken_for_a_disagreement() -> None:
 
 
 def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
-    from assistant.answering import reconcile
+    from assistant.notes import reconcile
     from assistant.checks.rules import Disagreement
 
     sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
@@ -338,7 +338,7 @@ def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
 
 
 def test_another_value_the_source_does_not_state_for_the_same_thing_is_left_out() -> None:
-    from assistant.answering import reconcile
+    from assistant.notes import reconcile
     from assistant.checks.rules import Disagreement
 
     sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
@@ -381,7 +381,7 @@ def test_a_planned_and_a_happened_date_are_told_apart_on_the_plain_sample() -> N
 
 
 def test_the_plan_is_noted_not_quoted_as_another_source() -> None:
-    from assistant.answering import reconcile
+    from assistant.notes import reconcile
     from assistant.checks.rules import Disagreement
 
     sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
