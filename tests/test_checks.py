@@ -114,6 +114,17 @@ def test_a_question_naming_something_no_passage_mentions_fails_the_entities_chec
     assert entities_found(q, [_passage("Fernando Alonso won at Monte Carlo on Sunday.")]).passed
 
 
+def test_a_nationality_in_the_question_is_not_required_of_the_passages() -> None:
+    # BBC: "European" (NORP) in the question, "Europe" in the article.
+    q = understand("Which struggling European theme park company did the Saudi prince buy shares in?")
+    assert any(e.label == "NORP" for e in q.entities)
+    verdict = entities_found(q, [_passage("Prince Alwaleed will buy new shares in Euro Disney, the theme park in Europe.")])
+    assert verdict.passed, verdict.reason
+    # Plain sample: "Belgian" in the question, "Belgium" in the text.
+    q = understand("Which Belgian city did Hayashi visit for the NATO meeting?")
+    assert entities_found(q, [_passage("Hayashi will make a four-day trip to Brussels, Belgium, for NATO talks.")]).passed
+
+
 def test_a_date_in_the_question_is_never_required_of_the_passages() -> None:
     # A folder without dates: "in August 2022" must not fail against an article that says "In August".
     q = understand("What did Wang Yi say to Hayashi in Cambodia in August 2022?")

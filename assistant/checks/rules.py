@@ -12,7 +12,7 @@ from ..citations import Source
 from ..labels import blank_labels, number
 from ..text_utils import content_terms
 from ..types import Check, Choice, Passage
-from .question import Question
+from .question import TOPICAL, Question
 from .verdicts import Verdict
 
 _NUMBER = re.compile(r"\d")
@@ -35,8 +35,11 @@ COMPARABLE = frozenset({"when", "how_many"})
 
 
 def entities_found(question: Question, passages: Sequence[Passage]) -> Verdict:
-    """Is every name the question is about (NER: people, organisations, places, events) in some passage?"""
-    topics = question.topics
+    """Is every name the question is about (NER: people, organisations, places, events) in some passage?
+    Nationalities and groups (NORP) are not required: the text often names the place instead
+    ("Belgian" in the question, "Belgium" in the article), and a spelling variant alone must not
+    decline a question."""
+    topics = tuple(dict.fromkeys(e.text for e in question.entities if e.label in TOPICAL and e.label != "NORP"))
     if not topics:
         return Verdict(Check.ENTITIES, True, None, "the question names no entity to look for")
     words = set().union(*(set(content_terms(p.text)) for p in passages)) if passages else set()
