@@ -105,51 +105,15 @@ class Settings:
     server_url: str = ""
     server_token: str = field(default="", repr=False)
 
-    _ENV = {
-        "corpus_dir": "ASSISTANT_CORPUS",
-        "index_dir": "ASSISTANT_INDEX_DIR",
-        "chroma_url": "ASSISTANT_CHROMA_URL",
-        "collection": "ASSISTANT_COLLECTION",
-        "embedder": "ASSISTANT_EMBEDDER",
-        "llm": "ASSISTANT_LLM",
-        "openai_api_key": "OPENAI_API_KEY",
-        "openai_base_url": "ASSISTANT_OPENAI_BASE_URL",
-        "request_timeout": "ASSISTANT_REQUEST_TIMEOUT",
-        "max_retries": "ASSISTANT_MAX_RETRIES",
-        "cache_dir": "ASSISTANT_CACHE_DIR",
-        "chunk_size": "ASSISTANT_CHUNK_SIZE",
-        "chunk_overlap": "ASSISTANT_CHUNK_OVERLAP",
-        "max_file_bytes": "ASSISTANT_MAX_FILE_BYTES",
-        "embed_batch_size": "ASSISTANT_EMBED_BATCH_SIZE",
-        "top_k": "ASSISTANT_TOP_K",
-        "dense_k": "ASSISTANT_DENSE_K",
-        "bm25_k": "ASSISTANT_BM25_K",
-        "rrf_k": "ASSISTANT_RRF_K",
-        "group_copies": "ASSISTANT_GROUP_COPIES",
-        "evidence_tokens": "ASSISTANT_EVIDENCE_TOKENS",
-        "evidence_after": "ASSISTANT_EVIDENCE_AFTER",
-        "evidence_after_explain": "ASSISTANT_EVIDENCE_AFTER_EXPLAIN",
-        "evidence_new_file_bonus": "ASSISTANT_EVIDENCE_NEW_FILE_BONUS",
-        "evidence_before": "ASSISTANT_EVIDENCE_BEFORE",
-        "evidence_files": "ASSISTANT_EVIDENCE_FILES",
-        "candidate_chunks": "ASSISTANT_CANDIDATE_CHUNKS",
-        "candidate_files": "ASSISTANT_CANDIDATE_FILES",
-        "max_answer_tokens": "ASSISTANT_MAX_ANSWER_TOKENS",
-        "n_threads": "ASSISTANT_THREADS",
-        "n_ctx": "ASSISTANT_CTX",
-        "temperature": "ASSISTANT_TEMPERATURE",
-        "speculative": "ASSISTANT_SPECULATIVE",
-        "history_turns": "ASSISTANT_HISTORY_TURNS",
-        "gate_none_max": "ASSISTANT_GATE_NONE_MAX",
-        "support_min": "ASSISTANT_SUPPORT_MIN",
-        "conflict_min_p": "ASSISTANT_CONFLICT_MIN_P",
-        "pick_check": "ASSISTANT_PICK_CHECK",
-        "pick_none_max": "ASSISTANT_PICK_NONE_MAX",
-        "ner": "ASSISTANT_NER",
-        "checks_off": "ASSISTANT_CHECKS_OFF",
-        "server_url": "ASSISTANT_SERVER_URL",
-        "server_token": "ASSISTANT_SERVER_TOKEN",
-    }
+    # The environment variable of each field is ASSISTANT_ and its name in capitals, but for these,
+    # whose shorter or conventional names users already set.
+    _ENV_NAMES = {"corpus_dir": "ASSISTANT_CORPUS", "n_threads": "ASSISTANT_THREADS", "n_ctx": "ASSISTANT_CTX",
+                  "openai_api_key": "OPENAI_API_KEY"}
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name -> the environment variable that sets it."""
+        return {f.name: cls._ENV_NAMES.get(f.name, f"ASSISTANT_{f.name.upper()}") for f in fields(cls)}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -157,7 +121,7 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(cls)}
-        for name, var in cls._ENV.items():
+        for name, var in cls.env_names().items():
             raw = env.get(var)
             if raw is None or raw == "":
                 continue

@@ -609,3 +609,13 @@ def test_a_retriever_handed_in_is_the_one_searched(settings: Settings) -> None:
     assert bot.gather(ASTELLAS_Q).sources and searched == [ASTELLAS_Q]
     timeline = bot.timeline("Hayashi visit to Beijing")
     assert searched[-1] == "Hayashi visit to Beijing" and timeline.topic == "Hayashi visit to Beijing"
+
+
+def test_every_setting_is_read_from_its_derived_environment_variable() -> None:
+    names = Settings.env_names()
+    assert names["evidence_tokens"] == "ASSISTANT_EVIDENCE_TOKENS" and names["corpus_dir"] == "ASSISTANT_CORPUS"
+    assert names["openai_api_key"] == "OPENAI_API_KEY" and names["n_threads"] == "ASSISTANT_THREADS"
+    s = Settings.from_env(environ={"ASSISTANT_EVIDENCE_TOKENS": "450", "ASSISTANT_PICK_CHECK": "1",
+                                   "ASSISTANT_SUPPORT_MIN": "0.6", "ASSISTANT_CHECKS_OFF": "picked,numbers"})
+    assert (s.evidence_tokens, s.pick_check, s.support_min) == (450, True, 0.6)
+    assert s.checks_off == frozenset({"picked", "numbers"})
