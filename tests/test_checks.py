@@ -324,12 +324,16 @@ def test_the_answer_gives_both_values_each_cited_when_bbc_sources_disagree(bbc: 
     assert {c.file for c in answer.citations} == {"sport/466.txt", "sport/469.txt"}
 
 
+def _compared(question: str, a: str, b: str, files: tuple[str, str] = ("000.txt", "001.txt")):  # type: ignore[no-untyped-def]
+    """The disagreement of two one-sentence sources from two files that the gate both finds answering."""
+    sources = [Source("S1", files[0], 0, len(a), a), Source("S2", files[1], 0, len(b), b)]
+    return disagreement(understand(question), sources, Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1}), min_p=0.15)
+
+
 def test_names_in_two_sources_are_not_taken_for_a_disagreement() -> None:
-    q = understand("Which company employed the Japanese businessman detained in Beijing?")
-    a = "The detention of a senior employee of Astellas Pharma Inc. strained ties."
-    b = "Hayashi and Qin Gang are likely to discuss the detained businessman."
-    sources = [Source("S1", "000.txt", 0, len(a), a), Source("S2", "001.txt", 0, len(b), b)]
-    assert disagreement(q, sources, Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1}), min_p=0.15) is None
+    assert _compared("Which company employed the Japanese businessman detained in Beijing?",
+                     "The detention of a senior employee of Astellas Pharma Inc. strained ties.",
+                     "Hayashi and Qin Gang are likely to discuss the detained businessman.") is None
 
 
 def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
@@ -374,19 +378,16 @@ def test_the_parse_reads_a_value_as_planned_or_happened(sentence: str, value: st
 
 
 def test_values_without_a_figure_are_not_compared() -> None:
-    q = understand("When did Hayashi meet Qin Gang in Beijing?")
-    a = "Hayashi announced on Friday a plan to visit China this weekend."
-    b = "Hayashi said he will make a trip to Brussels from Monday."
-    sources = [Source("S1", "000.txt", 0, len(a), a), Source("S2", "001.txt", 0, len(b), b)]
-    assert disagreement(q, sources, Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1}), min_p=0.15) is None
+    assert _compared("When did Hayashi meet Qin Gang in Beijing?",
+                     "Hayashi announced on Friday a plan to visit China this weekend.",
+                     "Hayashi said he will make a trip to Brussels from Monday.") is None
 
 
 def test_a_planned_and_a_happened_date_are_told_apart_on_the_plain_sample() -> None:
-    q = understand("When did Hayashi meet Qin Gang in Beijing?")
-    a = "Japanese Foreign Minister Yoshimasa Hayashi intends to meet his counterpart in Beijing on April 1."
-    b = "During their meeting on April 2, Hayashi asked Qin to visit Japan."
-    sources = [Source("S1", "001_e2d5a160401ece19.txt", 0, len(a), a), Source("S2", "000_ab41fa749cc5eede.txt", 0, len(b), b)]
-    found = disagreement(q, sources, Choice("1", {"1": 0.5, "2": 0.4, "NONE": 0.1}), min_p=0.15)
+    found = _compared("When did Hayashi meet Qin Gang in Beijing?",
+                      "Japanese Foreign Minister Yoshimasa Hayashi intends to meet his counterpart in Beijing on April 1.",
+                      "During their meeting on April 2, Hayashi asked Qin to visit Japan.",
+                      ("001_e2d5a160401ece19.txt", "000_ab41fa749cc5eede.txt"))
     assert found is not None and found.status == {"April 1": "planned", "April 2": "happened"}
     assert '"April 1" (planned)' in found.describe() and '"April 2" (happened)' in found.describe()
 
