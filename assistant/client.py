@@ -148,7 +148,9 @@ class RemoteChat:
     def ask(self, question: str) -> Answer:
         """Answer one turn; a follow-up is rewritten by the server with the history."""
         messages = self.messages + [{"role": "user", "content": question}]
-        reply = request(self.url, "POST", "/v1/chat/completions", {"messages": messages, "stream": False},
+        # No sources block in the content: this client prints the citations from the extra fields.
+        reply = request(self.url, "POST", "/v1/chat/completions",
+                        {"messages": messages, "stream": False, "sources_block": False},
                         token=self.token, timeout=self.timeout)
         answer = answer_from_completion(reply)
         self.messages = messages + [{"role": "assistant", "content": answer.answer}]

@@ -225,6 +225,9 @@ def _text(content: Any) -> str:
     raise Reject(400, "message content must be a string or a list of text parts")
 
 
+_SOURCES_BLOCK = re.compile(r"\n\nSources:\n(?:\[S\d+\] [^\n]*(?:\n|$))+\Z")
+
+
 def _chat_turns(messages: Any) -> tuple[str, list[tuple[str, str]]]:
     """The last user message, and the earlier (user, assistant) pairs as history."""
     if not isinstance(messages, list) or not messages:
@@ -242,7 +245,9 @@ def _chat_turns(messages: Any) -> tuple[str, list[tuple[str, str]]]:
         if m["role"] == "user":
             pending = _text(m.get("content")).strip()
         elif m["role"] == "assistant" and pending:
-            history.append((pending, _text(m.get("content")).strip()))
+            # A sources block this server appended is not part of what the assistant said.
+            said = _SOURCES_BLOCK.sub("", _text(m.get("content"))).strip()
+            history.append((pending, said))
             pending = ""
     return question, history
 
@@ -265,6 +270,29 @@ def _extras(answer: Answer) -> dict[str, Any]:
     keys = ("question", "standalone_question", "declined", "decline_reason", "notes", "sources", "verdicts",
             "unsupported_sentences", "uncited_sentences", "timings")
     return {"citations": d["citations"], "assistant": {k: d[k] for k in keys}}
+
+
+def sources_block(answer: Answer, quote_chars: int = 200) -> str:
+    """The citations as text under the answer, for chat clients that show only the message content
+    (most drop the extra fields): "Sources:" then one line per label, its file and its quote."""
+    if answer.declined or not answer.citations:
+        return ""
+    lines, seen = ["", "", "Sources:"], set()
+    for c in answer.citations:
+        if c.label in seen:
+            continue
+        seen.add(c.label)
+        quote = " ".join(c.quote.split())
+        quote = quote if len(quote) <= quote_chars else quote[:quote_chars].rsplit(" ", 1)[0] + " …"
+        lines.append(f'[{c.label}] {c.file}: "{quote}"')
+    return "\n".join(lines)
+
+
+def _with_sources(body: dict[str, Any], default: bool) -> bool:
+    value = body.get("sources_block", default)
+    if not isinstance(value, bool):
+        raise Reject(400, "'sources_block' must be true or false")
+    return value
 
 
 def _deltas(text: str) -> list[str]:
@@ -379,20 +407,22 @@ class Handler(BaseHTTPRequestHandler):
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise Reject(400, "'stream' must be true or false")
+        block = _with_sources(body, self.server.settings.server_sources_block)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": self.server.model}
         if stream:
-            self._stream(base, question, history)
+            self._stream(base, question, history, block)
             return
         answer = self.server.answer(question, history=history)
+        content = answer.answer + (sources_block(answer) if block else "")
         self._json(200, {**base, "object": "chat.completion",
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer},
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                       "finish_reason": "stop", "logprobs": None}],
                          "usage": {"prompt_tokens": answer.prompt_tokens,
                                    "completion_tokens": answer.completion_tokens,
                                    "total_tokens": answer.prompt_tokens + answer.completion_tokens},
                          **_extras(answer)})
 
-    def _stream(self, base: dict[str, Any], question: str, history: list[tuple[str, str]]) -> None:
+    def _stream(self, base: dict[str, Any], question: str, history: list[tuple[str, str]], block: bool = True) -> None:
         """SSE over chunked transfer: the role at once, keep-alives while answering, then the checked text."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -434,6 +464,8 @@ class Handler(BaseHTTPRequestHandler):
             answer = result["answer"]
             for piece in _deltas(answer.answer):
                 chunk({"content": piece})
+            if block and sources_block(answer):
+                chunk({"content": sources_block(answer)})
             chunk({}, "stop", **_extras(answer))
         send("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")

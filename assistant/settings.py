@@ -103,6 +103,9 @@ class Settings:
     # A resident `assistant serve` for `ask` and `chat` to use (else found through <index_dir>/server.json),
     # and the bearer token the server requires and the client sends.
     server_url: str = ""
+    # /v1/chat/completions ends the message content with a "Sources:" block (label, file, quote) for
+    # clients that show only the content; a request's "sources_block": false, or this off, leaves it out.
+    server_sources_block: bool = True
     server_token: str = field(default="", repr=False)
 
     # The environment variable of each field is ASSISTANT_ and its name in capitals, but for these,

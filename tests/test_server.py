@@ -122,6 +122,36 @@ def test_openai_client_streams_the_same_answer_then_citations(server: AssistantS
     assert (last.model_extra or {})["assistant"]["declined"] is False
 
 
+def test_a_client_reading_only_the_content_sees_each_citation_label_file_and_quote(server: AssistantServer) -> None:
+    resp = _client(server.url).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
+    content = resp.choices[0].message.content or ""
+    answer, _, block = content.partition("\n\nSources:\n")
+    assert "Astellas" in answer and block, content
+    citations = (resp.model_extra or {})["citations"]
+    for c in citations:
+        assert f"[{c['label']}]" in answer
+        line = next(line for line in block.splitlines() if line.startswith(f"[{c['label']}] "))
+        assert c["file"] in line and " ".join(c["quote"].split())[:60] in line
+    # Asked for without it (a client that reads the extra fields), the content is the answer alone.
+    bare = _client(server.url).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}],
+                                                       extra_body={"sources_block": False})
+    assert bare.choices[0].message.content == answer
+    # A sources block sent back as history is not taken for what the assistant said.
+    follow = _client(server.url).chat.completions.create(model="m", messages=[
+        {"role": "user", "content": ASTELLAS_Q}, {"role": "assistant", "content": content},
+        {"role": "user", "content": "When was that employee detained?"}])
+    model = get_llm(server.settings)
+    rewrites = [m[-1]["content"] for m in model.requests if m[-1]["content"].startswith("Rewrite")]
+    assert rewrites and "Sources:" not in rewrites[-1] and follow.choices[0].message.content
+
+
+def test_the_sources_block_can_be_switched_off_by_setting(built: Settings) -> None:
+    for server in _running(built.with_(server_sources_block=False)):
+        resp = _client(server.url).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
+        assert "Sources:" not in (resp.choices[0].message.content or "")
+        assert (resp.model_extra or {})["citations"]
+
+
 def test_a_declined_question_is_the_decline_text_with_its_reason(server: AssistantServer) -> None:
     resp = _client(server.url).chat.completions.create(model="m", messages=[
         {"role": "user", "content": UNANSWERABLE_Q}])
