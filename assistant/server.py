@@ -8,9 +8,11 @@ the stream keeps the connection alive with SSE comments while the answer is made
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import re
 import signal
@@ -23,7 +25,7 @@ import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import errors
 from .errors import AssistantError, ConfigError
@@ -52,9 +54,10 @@ _STATUS: dict[type[AssistantError], int] = {
 class Reject(Exception):
     """A request the server refuses: an HTTP status, a message and an OpenAI-style error type."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
 
 
 def is_loopback(host: str) -> bool:
@@ -108,6 +111,27 @@ class AssistantServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.answered = 0
         self.started = int(time.time())
+        self.held = 0  # requests admitted and not finished: the one answered and those waiting
+        self.answer_s = 0.0  # time spent answering, for Retry-After
+        self._admission = threading.Lock()
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place in the queue for one request, or refuse it with 503 and Retry-After (the
+        mean answer time so far times the requests ahead) when `server_queue_max` are held."""
+        with self._admission:
+            if self.held >= self.settings.server_queue_max:
+                mean = self.answer_s / self.answered if self.answered else 10.0
+                wait = max(1, math.ceil(mean * self.held))
+                raise Reject(503, f"the server is busy: {self.held} requests are queued for the one model "
+                                  f"(ASSISTANT_SERVER_QUEUE_MAX={self.settings.server_queue_max}); "
+                                  f"retry in about {wait} s", "server_busy", {"Retry-After": str(wait)})
+            self.held += 1
+        try:
+            yield
+        finally:
+            with self._admission:
+                self.held -= 1
 
     @property
     def url(self) -> str:
@@ -132,11 +156,13 @@ class AssistantServer(ThreadingHTTPServer):
         return {"status": "ok", "model": self.model, "embedder": self.settings.embedder,
                 "index": str(loc.root), "fingerprint": loc.fingerprint, "pid": os.getpid(),
                 "token_required": bool(self.token), "busy": self.lock.locked(), "answered": self.answered,
+                "queue": self.held, "queue_max": self.settings.server_queue_max,
                 "uptime_s": int(time.time()) - self.started}
 
     def answer(self, question: str, filters: Any = None, history: list[tuple[str, str]] | None = None) -> Answer:
         """Answer under the model lock; `history` (question, answer) pairs make it a chat follow-up."""
         with self.lock:
+            t0 = time.perf_counter()
             if history is None:
                 answer = self.assistant.ask(question, filters=filters)
             else:
@@ -148,6 +174,7 @@ class AssistantServer(ThreadingHTTPServer):
                 answer = self.assistant.ask(standalone, filters=filters)
                 answer.question, answer.standalone_question = question, standalone
             self.answered += 1
+            self.answer_s += time.perf_counter() - t0
             return answer
 
 
@@ -336,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
                 traceback.print_exc(file=sys.stderr)
             status, body = error_body(exc)
             self.close_connection = True  # the body may be unread: start afresh
-            self._json(status, body)
+            self._json(status, body, getattr(exc, "headers", None))
 
     def _authorize(self) -> None:
         token = self.server.token
@@ -348,11 +375,13 @@ class Handler(BaseHTTPRequestHandler):
             raise Reject(401, "missing or wrong bearer token: send 'Authorization: Bearer <token>'",
                          "authentication_error")
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
+    def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, ensure_ascii=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if status == 401:
             self.send_header("WWW-Authenticate", "Bearer")
         if self.close_connection:
@@ -398,8 +427,17 @@ class Handler(BaseHTTPRequestHandler):
         question = body.get("question")
         if not isinstance(question, str) or not question.strip():
             raise Reject(400, "'question' must be a non-empty string")
-        answer = self.server.answer(question, filters=_filters(body))
+        self._check_length(question)
+        filters = _filters(body)
+        with self.server.admit():
+            answer = self.server.answer(question, filters=filters)
         self._json(200, answer.to_dict())
+
+    def _check_length(self, question: str) -> None:
+        limit = self.server.settings.server_question_max_chars
+        if len(question) > limit:
+            raise Reject(413, f"the question is {len(question):,} characters long; at most {limit:,} are "
+                              "accepted (ASSISTANT_SERVER_QUESTION_MAX_CHARS): ask about one thing at a time")
 
     def _chat(self) -> None:
         body = self._body()
@@ -408,11 +446,13 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(stream, bool):
             raise Reject(400, "'stream' must be true or false")
         block = _with_sources(body, self.server.settings.server_sources_block)
+        self._check_length(question)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": self.server.model}
-        if stream:
-            self._stream(base, question, history, block)
-            return
-        answer = self.server.answer(question, history=history)
+        with self.server.admit():
+            if stream:
+                self._stream(base, question, history, block)
+                return
+            answer = self.server.answer(question, history=history)
         content = answer.answer + (sources_block(answer) if block else "")
         self._json(200, {**base, "object": "chat.completion",
                          "choices": [{"index": 0, "message": {"role": "assistant", "content": content},

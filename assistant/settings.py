@@ -106,6 +106,10 @@ class Settings:
     # /v1/chat/completions ends the message content with a "Sources:" block (label, file, quote) for
     # clients that show only the content; a request's "sources_block": false, or this off, leaves it out.
     server_sources_block: bool = True
+    # Requests the server holds at once (one answered, the rest waiting for the model); beyond it,
+    # 503 with Retry-After. A question longer than server_question_max_chars gets 413.
+    server_queue_max: int = 4
+    server_question_max_chars: int = 2000
     server_token: str = field(default="", repr=False)
 
     # The environment variable of each field is ASSISTANT_ and its name in capitals, but for these,
@@ -146,6 +150,8 @@ class Settings:
             raise ConfigError("chunk_size must be at least 100 characters (ASSISTANT_CHUNK_SIZE)")
         if not 0 <= self.chunk_overlap < self.chunk_size:
             raise ConfigError("chunk_overlap must be >= 0 and below chunk_size (ASSISTANT_CHUNK_OVERLAP)")
+        if self.server_queue_max < 1 or self.server_question_max_chars < 1:
+            raise ConfigError("ASSISTANT_SERVER_QUEUE_MAX and ASSISTANT_SERVER_QUESTION_MAX_CHARS must be at least 1")
         unknown = sorted(set(self.checks_off) - set(CHECKS))
         if unknown:
             raise ConfigError(f"unknown check(s) {', '.join(unknown)} in ASSISTANT_CHECKS_OFF; "

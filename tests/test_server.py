@@ -233,8 +233,15 @@ def test_healthz_reports_the_model_and_index_without_waiting_for_the_model(serve
     assert status["fingerprint"] and status["fingerprint"] in status["index"]
 
 
+@pytest.fixture
+def roomy_server(built: Settings) -> Iterator[AssistantServer]:
+    """A server whose queue holds six requests."""
+    yield from _running(built.with_(server_queue_max=6))
+
+
 def test_parallel_requests_queue_for_the_one_model_and_are_all_answered(
-        server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        roomy_server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = roomy_server
     active, peak = [0], [0]
     real = server.assistant.ask
 
@@ -267,6 +274,85 @@ def test_parallel_requests_queue_for_the_one_model_and_are_all_answered(
     assert sorted(results) == list(range(6)) and peak[0] == 1
     for n, text in results.items():
         assert ("Astellas" in text) if questions[n] == ASTELLAS_Q else text.startswith("The articles don't say.")
+
+
+# -- load and bad input ------------------------------------------------------------------------------
+
+def _raw(url: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """(status, headers, JSON body) of one POST."""
+    conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=60)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    out = response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(response.read())
+    conn.close()
+    return out
+
+
+@pytest.mark.parametrize("path, key", [("/v1/ask", "question"), ("/v1/chat/completions", "messages")])
+def test_a_question_over_the_limit_is_413_with_the_setting_named(server: AssistantServer, path: str, key: str) -> None:
+    question = "Why? " * 401  # 2,005 characters, over the default 2,000
+    body: dict[str, Any] = {key: question if key == "question" else [{"role": "user", "content": question}]}
+    status, _, reply = _raw(server.url, path, body)
+    assert status == 413 and "ASSISTANT_SERVER_QUESTION_MAX_CHARS" in reply["error"]["message"]
+    assert server.answered == 0  # refused before the model
+
+
+def test_beyond_the_queue_bound_a_request_gets_503_with_retry_after(built: Settings,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for server in _running(built.with_(server_queue_max=1)):
+        release, entered = threading.Event(), threading.Event()
+        real = server.answer
+
+        def held(*args: Any, **kwargs: Any) -> Any:
+            entered.set()
+            release.wait(30)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(server, "answer", held)
+        first: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: first.update(r=_raw(server.url, "/v1/ask", {"question": ASTELLAS_Q})))
+        thread.start()
+        assert entered.wait(30)
+        assert _post(server.url, "/healthz", b"", method="GET")[1]["queue"] == 1
+        status, headers, reply = _raw(server.url, "/v1/chat/completions",
+                                      {"messages": [{"role": "user", "content": ASTELLAS_Q}], "stream": True})
+        assert status == 503 and int(headers["retry-after"]) >= 1
+        assert "ASSISTANT_SERVER_QUEUE_MAX" in reply["error"]["message"] and reply["error"]["type"] == "server_busy"
+        release.set()
+        thread.join(30)
+        assert first["r"][0] == 200 and "Astellas" in first["r"][2]["answer"]
+        assert _post(server.url, "/healthz", b"", method="GET")[1]["queue"] == 0
+
+
+def test_twenty_concurrent_clients_each_get_an_answer_or_a_clean_503(built: Settings,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for server in _running(built.with_(server_queue_max=4)):
+        real = server.answer
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(0.1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(server, "answer", slow)
+        results: dict[int, tuple[int, dict[str, str], dict[str, Any]]] = {}
+
+        def one(n: int) -> None:
+            path, body = (("/v1/ask", {"question": ASTELLAS_Q}) if n % 2 else
+                          ("/v1/chat/completions", {"messages": [{"role": "user", "content": ASTELLAS_Q}]}))
+            results[n] = _raw(server.url, path, body)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(20)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert time.monotonic() - start < 60 and not any(t.is_alive() for t in threads)  # none hangs
+        assert sorted(results) == list(range(20))  # none is lost
+        answered = [n for n, (status, _, _) in results.items() if status == 200]
+        busy = [n for n, (status, headers, _) in results.items() if status == 503 and "retry-after" in headers]
+        assert len(answered) + len(busy) == 20 and len(answered) >= 4
+        assert server.answered == len(answered)
 
 
 # -- errors and the token -----------------------------------------------------------------------------
