@@ -501,8 +501,6 @@ def test_a_pick_of_none_declines_on_bbc(bbc: Settings) -> None:
 ])
 def test_a_pick_agrees_with_an_answer_that_gives_it_in_other_words(pick: str, answer: str, kind: str,
                                                                    agrees: bool) -> None:
-    from assistant.checks.question import Question
-
     assert checks.pick_agrees(pick, answer, Question("q?", kind)) is agrees
 
 
