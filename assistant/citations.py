@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .sentences import answer_sentences, split_sentences
+from .dates import date_words
 from .labels import LABEL, strip_labels
 from .text_utils import MONTHS, STOPWORDS, content_terms, tokens
 from .types import Citation
@@ -48,19 +49,6 @@ class Source:
                 if re.search(rf"\b{word} year\b", self.text, re.I):
                     extra.append(str(year + offset))
         return " ".join([self.text, *extra]).strip()
-
-
-def date_words(date: str) -> str:
-    """'2024-12-25' -> '25 December 2024' (partial dates give what they have)."""
-    parts = date.split("-")
-    if not parts or not parts[0].isdigit():
-        return ""
-    words = [parts[0]]
-    if len(parts) > 1 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12:
-        words.insert(0, MONTHS[int(parts[1]) - 1].capitalize())
-    if len(parts) > 2 and parts[2][:2].isdigit():
-        words.insert(0, str(int(parts[2][:2])))
-    return " ".join(words)
 
 
 def critical_terms(sentence: str) -> set[str]:

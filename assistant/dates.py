@@ -73,3 +73,16 @@ def _ymd(year: str, month: int, day: str) -> str:
     except ValueError:
         return ""
     return value
+
+
+def date_words(date: str) -> str:
+    """'2024-12-25' -> '25 December 2024' (partial dates give what they have)."""
+    parts = date.split("-")
+    if not parts or not parts[0].isdigit():
+        return ""
+    words = [parts[0]]
+    if len(parts) > 1 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12:
+        words.insert(0, MONTHS[int(parts[1]) - 1].capitalize())
+    if len(parts) > 2 and parts[2][:2].isdigit():
+        words.insert(0, str(int(parts[2][:2])))
+    return " ".join(words)

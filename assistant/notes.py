@@ -11,10 +11,10 @@ from typing import Callable, Sequence
 from . import checks
 from .checks import Question
 from .citations import Source, lexical_support, normalize_labels
-from .dates import date_to_epoch
+from .dates import date_to_epoch, date_words
 from .labels import blank_labels, labels_in, number, strip_labels
 from .sentences import split_sentences
-from .text_utils import MONTHS, content_terms, jaccard
+from .text_utils import content_terms, jaccard
 from .types import Choice, Citation
 
 
@@ -118,7 +118,7 @@ def as_of(answer: str, citations: list[Citation], sources: list[Source], gate: C
         return answer, []
     newest = max(cited, key=lambda c: date_to_epoch(dates[c.label]))
     when = dates[newest.label]
-    text = f"As of {human_date(when)} [{newest.label}]: {answer}"
+    text = f"As of {date_words(when)} [{newest.label}]: {answer}"
     earlier: list[tuple[str, Citation]] = []
     probs = gate.probs if gate is not None else {}
     cited_terms = set(content_terms(" ".join(c.quote for c in cited)))
@@ -132,19 +132,10 @@ def as_of(answer: str, citations: list[Citation], sources: list[Source], gate: C
             continue  # the older article says the same
         quote = s.text
         citation = Citation(label=s.label, file=s.file, start=s.start, end=s.end, quote=quote)
-        earlier.append((f'Earlier, in {human_date(s.date)}, an article said: "{" ".join(quote.split())}" [{s.label}].',
+        earlier.append((f'Earlier, in {date_words(s.date)}, an article said: "{" ".join(quote.split())}" [{s.label}].',
                         citation))
         break
     return text, earlier
-
-
-def human_date(iso: str) -> str:
-    """2024-12-25 -> 25 December 2024; 2023-05 -> May 2023; 2023 -> 2023."""
-    parts = iso.split("-")
-    if len(parts) >= 2 and parts[1].isdigit():
-        month = MONTHS[int(parts[1]) - 1].capitalize()
-        return f"{int(parts[2])} {month} {parts[0]}" if len(parts) == 3 and parts[2].isdigit() else f"{month} {parts[0]}"
-    return iso
 
 
 def undated_notes(answer: str, sources: list[Source]) -> list[str]:

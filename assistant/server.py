@@ -504,8 +504,9 @@ class Handler(BaseHTTPRequestHandler):
             answer = result["answer"]
             for piece in _deltas(answer.answer):
                 chunk({"content": piece})
-            if block and sources_block(answer):
-                chunk({"content": sources_block(answer)})
+            sources = sources_block(answer) if block else ""
+            if sources:
+                chunk({"content": sources})
             chunk({}, "stop", **_extras(answer))
         send("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")

@@ -34,12 +34,16 @@ _FIGURE = re.compile(r"(?:(\d+(?:,\d{3})*(?:\.\d+)?)(?:st|nd|rd|th|s)?|\b((?:" +
 COMPARABLE = frozenset({"when", "how_many"})
 
 
-def entities_found(question: Question, passages: Sequence[Passage]) -> Verdict:
-    """Is every name the question is about (NER: people, organisations, places, events) in some passage?
-    Nationalities and groups (NORP) are not required: the text often names the place instead
-    ("Belgian" in the question, "Belgium" in the article), and a spelling variant alone must not
-    decline a question."""
-    topics = tuple(dict.fromkeys(e.text for e in question.entities if e.label in TOPICAL and e.label != "NORP"))
+# The entity labels the names check requires. Nationalities and groups (NORP) are not: the text
+# often names the place instead ("Belgian" in the question, "Belgium" in the article), and a
+# spelling variant alone must not decline a question.
+REQUIRED = TOPICAL - {"NORP"}
+
+
+def entities_found(question: Question, passages: Sequence[Passage], required: frozenset[str] = REQUIRED) -> Verdict:
+    """Is every name the question is about (NER labels in `required`: people, organisations,
+    places, events) in some passage?"""
+    topics = tuple(dict.fromkeys(e.text for e in question.entities if e.label in required))
     if not topics:
         return Verdict(Check.ENTITIES, True, None, "the question names no entity to look for")
     words = set().union(*(set(content_terms(p.text)) for p in passages)) if passages else set()

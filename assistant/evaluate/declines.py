@@ -96,7 +96,7 @@ def rates(records: Sequence[dict[str, Any]], answers: Sequence[bool]) -> dict[st
 
 
 def _matrix(records: Sequence[dict[str, Any]]) -> list[list[float]]:
-    return [[signals(r)[f] for f in FEATURES] for r in records]
+    return [[found[f] for f in FEATURES] for found in map(signals, records)]
 
 
 def fit(records: Sequence[dict[str, Any]], max_wrong_declines: float,

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..citations import answer_sentences, date_words, lexical_support, supports
+from ..citations import answer_sentences, lexical_support, supports
+from ..dates import date_words
 from ..errors import AssistantError, InputError
 from ..settings import REPO_DIR, Settings
 from ..store import fingerprint, write_json_atomic
