@@ -58,6 +58,19 @@ def settings(corpus: Path, index_dir: Path) -> Settings:
                              embedder="fake:hash")
 
 
+def indexed_plain_folder(src: Path, tmp_path: Path, **settings: Any) -> Settings:
+    """A user's folder: a copy of `src` without metadata.json, indexed with the fake embedder
+    (fake:extractive model unless `settings` say otherwise)."""
+    from assistant.indexing import build_index
+
+    corpus = tmp_path / src.name
+    shutil.copytree(src, corpus, ignore=shutil.ignore_patterns("metadata.json"))
+    s = Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(tmp_path / "index"),
+                          **{"embedder": "fake:hash", "llm": "fake:extractive", **settings})
+    build_index(s.corpus_dir, settings=s)
+    return s
+
+
 def built_sample(tmp_path_factory: pytest.TempPathFactory, name: str) -> Settings:
     """Offline settings (fake embedder, fake:extractive model) over a temp copy of the sample, indexed once."""
     from assistant.indexing import build_index

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import indexed_plain_folder
 
 from assistant import checks
 from assistant.answering import Assistant
@@ -15,7 +15,6 @@ from assistant.backends.choice import grammar, to_choice
 from assistant.backends.fakes import QueueChatModel
 from assistant.checks import Question, addresses, disagreement, entities_found, figures, numbers_found, understand
 from assistant.citations import Source
-from assistant.indexing import build_index
 from assistant.retrieval import Filters
 from assistant.settings import Settings
 from assistant.types import Choice, Passage
@@ -25,20 +24,10 @@ BBC = TESTS / "data" / "bbc"
 SAMPLE = TESTS.parent / "articles"
 
 
-def _plain_copy(src: Path, dest: Path) -> Path:
-    """A user's folder: the articles without metadata.json."""
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("metadata.json"))
-    return dest
-
-
 def _indexed_plain(src: Path, tmp_path: Path) -> Settings:
-    s = Settings.from_env(environ={}, corpus_dir=str(_plain_copy(src, tmp_path / src.name)),
-                          index_dir=str(tmp_path / "index"), embedder="fake:hash", llm="fake:queue",
-                          # The pick check is off (its own tests switch it on), so each test queues
-                          # only the replies of the checks it is about.
-                          checks_off=frozenset({"picked"}))
-    build_index(s.corpus_dir, settings=s)
-    return s
+    # The pick check is off (its own tests switch it on), so each test queues only the replies
+    # of the checks it is about.
+    return indexed_plain_folder(src, tmp_path, llm="fake:queue", checks_off=frozenset({"picked"}))
 
 
 @pytest.fixture

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import indexed_plain_folder
 
 from assistant import evidence
 from assistant.answering import Assistant
 from assistant.evaluate.dataset import EvalCase
 from assistant.evaluate.evidence import case_row, file_texts, measure, summarise
 from assistant.evidence import Article, Budget, Scored, Sentence, select, sources_of
-from assistant.indexing import build_index
 from assistant.settings import Settings
 from assistant.types import Passage
 
@@ -22,24 +21,14 @@ BBC = TESTS / "data" / "bbc"
 SAMPLE = TESTS.parent / "articles"
 
 
-def _plain(src: Path, tmp_path: Path) -> Settings:
-    corpus = tmp_path / src.name
-    shutil.copytree(src, corpus)
-    (corpus / "metadata.json").unlink(missing_ok=True)
-    s = Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(tmp_path / "index"),
-                          embedder="fake:hash", llm="fake:extractive")
-    build_index(s.corpus_dir, settings=s)
-    return s
-
-
 @pytest.fixture
 def bbc(tmp_path: Path, fresh_caches: None) -> Settings:
-    return _plain(BBC, tmp_path)
+    return indexed_plain_folder(BBC, tmp_path)
 
 
 @pytest.fixture
 def sample(tmp_path: Path, fresh_caches: None) -> Settings:
-    return _plain(SAMPLE, tmp_path)
+    return indexed_plain_folder(SAMPLE, tmp_path)
 
 
 def _case(cid: str, question: str, answer: str, source: str, evidence_: list[str], kind: str = "single") -> EvalCase:
