@@ -381,6 +381,9 @@ def eval_run(
     baseline: bool = typer.Option(False, "--baseline", help="Evaluate stock LlamaIndex CitationQueryEngine instead."),
     chat: Optional[str] = typer.Option(None, "--chat", help="JSONL gold conversations to run as chats too."),
     timelines: Optional[str] = typer.Option(None, "--timelines", help="JSONL gold timelines to score instead."),
+    record: Optional[str] = typer.Option(None, "--record", help="Write every model request and reply to this file."),
+    replay: Optional[str] = typer.Option(None, "--replay",
+                                         help="Answer from a --record file instead of the model (identity checks)."),
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -403,7 +406,7 @@ def eval_run(
     update, stop = _progress_callback("evaluating")
     try:
         report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update,
-                          conversations=chat)
+                          conversations=chat, record=record, replay=replay)
     finally:
         stop()
     if as_json:

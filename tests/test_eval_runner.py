@@ -186,3 +186,35 @@ def test_rejudge_keeps_answers_and_rewrites_the_judged_numbers(eval_settings: Se
     assert again.summary["headline"]["alce_recall"] == report.summary["headline"]["alce_recall"]
     assert "re-judged" in (report.run_dir / "report.md").read_text()
     assert json.loads((report.run_dir / "summary.json").read_text())["run"]["name"] == report.run_dir.name
+
+
+def test_a_recorded_run_replays_identically_and_a_changed_prompt_is_caught(
+        eval_settings: Settings, tmp_path: Path) -> None:
+    from assistant.evaluate.identical import differences, _cases
+
+    gold, recording = _mixed_dataset(tmp_path), tmp_path / "calls.jsonl"
+    recorded = run_eval(gold, settings=eval_settings, runs_dir=tmp_path / "a", record=recording)
+    assert recording.stat().st_size > 0
+    replayed = run_eval(gold, settings=eval_settings, runs_dir=tmp_path / "b", replay=recording)
+    assert differences(_cases(recorded.run_dir), _cases(replayed.run_dir)) == []
+    assert not any(r["error"] for r in replayed.cases)
+
+    # A change that alters the prompts (less evidence): the cases that reach the model miss the recording.
+    from dataclasses import replace
+    smaller = replace(eval_settings, evidence_tokens=120)
+    changed = run_eval(gold, settings=smaller, runs_dir=tmp_path / "c", replay=recording)
+    missed = [r for r in changed.cases if "ReplayMiss" in r["error"]]
+    assert missed and differences(_cases(recorded.run_dir), _cases(changed.run_dir))
+
+
+def test_replay_refuses_the_baseline_and_a_file_that_is_not_a_recording(eval_settings: Settings,
+                                                                          tmp_path: Path) -> None:
+    from assistant.backends.recorded import ReplayChatModel
+
+    with pytest.raises(InputError):
+        run_eval(_mixed_dataset(tmp_path), settings=eval_settings, runs_dir=tmp_path, baseline=True,
+                 replay=tmp_path / "x.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("not json\n", encoding="utf-8")
+    with pytest.raises(InputError, match="not a recording"):
+        ReplayChatModel(bad)

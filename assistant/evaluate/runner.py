@@ -290,7 +290,8 @@ def _run_dir(runs_dir: str | Path, settings: Settings, baseline: bool) -> Path:
     return path
 
 
-def _engine(settings: Settings, baseline: bool) -> tuple[Engine, Callable[[str, int], list[Passage]], str]:
+def _engine(settings: Settings, baseline: bool, record: str | Path | None = None, replay: str | Path | None = None
+            ) -> tuple[Engine, Callable[[str, int], list[Passage]], str]:
     from ..indexing import build_index, index_exists
     from ..retrieval import get_retriever
 
@@ -304,16 +305,25 @@ def _engine(settings: Settings, baseline: bool) -> tuple[Engine, Callable[[str, 
     from ..answering import Assistant
 
     retriever = get_retriever(settings)
+    llm = None
+    if replay:
+        from ..backends.recorded import ReplayChatModel
+        llm = ReplayChatModel(replay)
+    elif record:
+        from ..backends import get_llm
+        from ..backends.recorded import RecordingChatModel
+        llm = RecordingChatModel(get_llm(settings), record)
     # Traced: every check runs on every case, so the report can switch each off afterwards.
-    return Assistant(settings, trace=True), lambda q, k: retriever.search(q, k=k), "assistant"
+    return (Assistant(settings, trace=True, llm=llm, retriever=retriever), lambda q, k: retriever.search(q, k=k),
+            "assistant")
 
 
-def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[float]]]) -> None:
+def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[float]]], replay: bool = False) -> None:
     # Load both models before the clock starts, so the first case is not charged for loading.
     from ..backends import get_llm
 
     embed(["warm up"])
-    if settings.llm.startswith("local:"):  # remote models have nothing to load; spare the API call
+    if settings.llm.startswith("local:") and not replay:  # remote models have nothing to load; spare the API call
         get_llm(settings).complete([{"role": "user", "content": "Say OK."}], max_tokens=2)
 
 
@@ -332,8 +342,14 @@ def _chat_items(engine: Engine, conversations: list[Conversation], baseline: boo
 
 def run_eval(dataset: str | Path | None = None, settings: Settings | None = None, limit: int | None = None,
              baseline: bool = False, progress: ProgressFn | None = None,
-             runs_dir: str | Path = "evals/runs", conversations: str | Path | None = None) -> EvalReport:
-    """Evaluate the assistant (or the stock LlamaIndex baseline) on a gold set and write a run folder."""
+             runs_dir: str | Path = "evals/runs", conversations: str | Path | None = None,
+             record: str | Path | None = None, replay: str | Path | None = None) -> EvalReport:
+    """Evaluate the assistant (or the stock LlamaIndex baseline) on a gold set and write a run folder.
+
+    `record` writes every chat-model request and reply to a file; `replay` answers from such a file
+    instead of a model, and a case whose prompts differ from the recording gets an error row."""
+    if (record or replay) and baseline:
+        raise InputError("--record and --replay are for our engine, not the stock baseline")
     from ..retrieval import get_retriever
 
     settings = settings or Settings.from_env()
@@ -344,12 +360,12 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
             raise InputError(f"--limit {limit}: give a positive number of cases")
         cases = cases[:limit]
     chats = load_conversations(conversations) if conversations else []
-    engine, retrieve, engine_name = _engine(settings, baseline)
+    engine, retrieve, engine_name = _engine(settings, baseline, record, replay)
     retriever = get_retriever(settings)
     embed = retriever.embed_texts
     chunks = retriever.all_chunks()
     dates = {c.file: c.date for c in chunks}
-    _warm_up(settings, embed)
+    _warm_up(settings, embed, replay=bool(replay))
     run_dir = _run_dir(runs_dir, settings, baseline)
     write_json_atomic(run_dir / "settings.json", {**settings.public_dict(), "engine": engine_name,
                                                   "dataset": str(path), "limit": limit,
