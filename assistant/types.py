@@ -149,7 +149,7 @@ class Answer:
     # Cited sources counted once per copy group (wire copy carried by several files is one source).
     independent_sources: int = 0
     # What is needed to check the answer later: index fingerprint and version, each cited file's
-    # hash, the model, the embedder and a hash of the prompts (assistant/provenance.py).
+    # hash, the model, the embedder and a hash of the prompts (assistant/answering/provenance.py).
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

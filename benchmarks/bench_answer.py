@@ -228,10 +228,10 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write per-case records and summaries as JSON here")
     args = parser.parse_args()
 
-    from assistant.answering import Assistant
+    from assistant.answering.ask import Assistant
     from assistant.backends.llamaindex_baseline import StockCitationEngine
     from assistant.evaluate import metrics
-    from assistant.indexing import build_index, index_exists
+    from assistant.indexing.build import build_index, index_exists
     from assistant.settings import Settings
 
     index_dir = args.index_dir or tempfile.mkdtemp(prefix="bench-answer-")

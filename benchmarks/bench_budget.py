@@ -29,7 +29,7 @@ from bench_answer import DATASET, WARM_UP, peak_rss_mb, score
 
 def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics: Any) -> dict[str, Any]:
     """Ask every case with this prompt budget; return the summary and the per-case records."""
-    from assistant.answering import Assistant
+    from assistant.answering.ask import Assistant
 
     bot = Assistant(settings.with_(evidence_tokens=budget))
     records = []
@@ -67,9 +67,9 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write summaries and per-case records as JSON here")
     args = parser.parse_args()
 
-    from assistant.answering import Assistant
+    from assistant.answering.ask import Assistant
     from assistant.evaluate import metrics
-    from assistant.indexing import build_index, index_exists
+    from assistant.indexing.build import build_index, index_exists
     from assistant.settings import Settings
 
     settings = Settings.from_env(index_dir=args.index_dir)

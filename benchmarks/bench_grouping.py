@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from assistant.answering import SEARCH_CHUNKS, Assistant
+    from assistant.answering.ask import SEARCH_CHUNKS, Assistant
     from assistant.evaluate.dataset import load_dataset
     from assistant.evaluate.metrics import contains_answer
     from assistant.settings import Settings

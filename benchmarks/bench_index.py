@@ -37,10 +37,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from assistant.chunking import split_sentences  # noqa: E402
-from assistant.cleaning import clean_text  # noqa: E402
-from assistant.indexing import build_index, make_chunks, walk_corpus, file_digest  # noqa: E402
-from assistant.loaders import load_document, read_metadata  # noqa: E402
+from assistant.indexing.chunking import split_sentences  # noqa: E402
+from assistant.reading.cleaning import clean_text  # noqa: E402
+from assistant.indexing.build import build_index, make_chunks, walk_corpus, file_digest  # noqa: E402
+from assistant.reading.loaders import load_document, read_metadata  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -113,7 +113,7 @@ class RawEncoder:
 
 def _assistant_command() -> list[str]:
     exe = Path(sys.executable).parent / "assistant"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "assistant.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "assistant.interfaces.cli"]
 
 
 def cli_index_seconds(corpus: Path, settings: Settings) -> float:

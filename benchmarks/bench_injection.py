@@ -50,7 +50,7 @@ def _corpus(tmp: Path, planted: str | None) -> Path:
 
 
 def _check(answer: Any, corpus: Path, indexed: set[str], bad: list[str]) -> dict[str, Any]:
-    from assistant.loaders import load_document
+    from assistant.reading.loaders import load_document
 
     visible = answer.answer + " " + " ".join(c.quote for c in answer.citations)
     leaked = [b for b in bad if b.lower() in visible.lower()]
@@ -67,10 +67,10 @@ def _check(answer: Any, corpus: Path, indexed: set[str], bad: list[str]) -> dict
 
 def run_variant(variant: dict[str, Any] | None, settings_kw: dict[str, Any], log: Any) -> list[dict[str, Any]]:
     """Index one variant (None: the clean sample corpus) and ask its questions."""
-    from assistant.answering import Assistant
-    from assistant.indexing import build_index
+    from assistant.answering.ask import Assistant
+    from assistant.indexing.build import build_index
     from assistant.settings import Settings
-    from assistant.store import locate, read_manifest
+    from assistant.indexing.store import locate, read_manifest
 
     vid = variant["id"] if variant else "clean"
     rows = []

@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def scan(root: Path) -> tuple[int, list[tuple[str, str]]]:
     """(sentences scanned, [(file, flagged sentence)])."""
-    from assistant.chunking import split_sentences
-    from assistant.injection import addresses_the_assistant
-    from assistant.loaders import decode_text
+    from assistant.indexing.chunking import split_sentences
+    from assistant.search.injection import addresses_the_assistant
+    from assistant.reading.loaders import decode_text
 
     total, flagged = 0, []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".txt", ".html", ".md")):

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 PROBE = r"""
 import json, os, resource, sys, time
 t0 = float(sys.argv[1])
-from assistant.retrieval import get_retriever
+from assistant.search.retrieval import get_retriever
 from assistant.settings import Settings
 settings = Settings.from_env(environ={}, index_dir=sys.argv[2], embedder="fake:hash")
 questions = json.loads(sys.argv[3])
@@ -83,7 +83,7 @@ def _timed_cli(args: list[str]) -> tuple[float, float]:
     """Wall time and peak RSS (MB) of an `assistant` command in a new process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "assistant.cli", *args], check=True, cwd=REPO, capture_output=True,
+    subprocess.run([sys.executable, "-m", "assistant.interfaces.cli", *args], check=True, cwd=REPO, capture_output=True,
                    env={**os.environ, "HF_HUB_OFFLINE": "1", "ASSISTANT_EMBEDDER": "fake:hash"})
     wall = time.perf_counter() - t
     return wall, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
@@ -91,7 +91,7 @@ def _timed_cli(args: list[str]) -> tuple[float, float]:
 
 def files_run(chunks: int, work: Path) -> dict:
     """Index a folder of tailed BBC copies holding about `chunks` chunks; time builds and searches."""
-    from assistant.indexing import build_index
+    from assistant.indexing.build import build_index
     from assistant.settings import Settings
 
     corpus, index_dir = work / f"corpus-{chunks}", work / f"index-files-{chunks}"
@@ -135,10 +135,10 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
     """Write `chunks` synthetic chunks straight into Chroma, then build manifest and keyword index."""
     import numpy as np
 
-    from assistant.indexing import ensure_keyword_index
-    from assistant.keyword import keyword_root
+    from assistant.indexing.build import ensure_keyword_index
+    from assistant.indexing.keyword import keyword_root
     from assistant.settings import Settings
-    from assistant.store import locate, open_collection, write_json_atomic, manifest_version
+    from assistant.indexing.store import locate, open_collection, write_json_atomic, manifest_version
 
     index_dir = work / f"index-synthetic-{chunks}"
     if not reuse:

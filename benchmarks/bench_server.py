@@ -51,7 +51,7 @@ def main() -> None:
     questions = [r["question"] for r in rows][: args.limit + 1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("ASSISTANT_SERVER_URL", None)
-    assistant_cli = [sys.executable, "-m", "assistant.cli"]
+    assistant_cli = [sys.executable, "-m", "assistant.interfaces.cli"]
 
     helps = []
     for _ in range(5):
@@ -59,7 +59,7 @@ def main() -> None:
         subprocess.run([*assistant_cli, "--help"], check=True, capture_output=True, env=env, cwd=REPO)
         helps.append(time.perf_counter() - t)
 
-    from assistant.answering import Assistant
+    from assistant.answering.ask import Assistant
     from assistant.settings import Settings
 
     local = Assistant(Settings.from_env())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import resource
 import sys
 
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.settings import Settings
 
 QUESTIONS = [

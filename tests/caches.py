@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import assistant.backends as backends
-import assistant.retrieval as retrieval
-import assistant.store as store
+import assistant.search.retrieval as retrieval
+import assistant.indexing.store as store
 
 
 def clear_process_caches() -> None:

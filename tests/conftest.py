@@ -61,7 +61,7 @@ def settings(corpus: Path, index_dir: Path) -> Settings:
 def indexed_plain_folder(src: Path, tmp_path: Path, **settings: Any) -> Settings:
     """A user's folder: a copy of `src` without metadata.json, indexed with the fake embedder
     (fake:extractive model unless `settings` say otherwise)."""
-    from assistant.indexing import build_index
+    from assistant.indexing.build import build_index
 
     corpus = tmp_path / src.name
     shutil.copytree(src, corpus, ignore=shutil.ignore_patterns("metadata.json"))
@@ -73,7 +73,7 @@ def indexed_plain_folder(src: Path, tmp_path: Path, **settings: Any) -> Settings
 
 def built_sample(tmp_path_factory: pytest.TempPathFactory, name: str) -> Settings:
     """Offline settings (fake embedder, fake:extractive model) over a temp copy of the sample, indexed once."""
-    from assistant.indexing import build_index
+    from assistant.indexing.build import build_index
 
     root = tmp_path_factory.mktemp(name)
     shutil.copytree(SAMPLE_ARTICLES, root / "articles")
@@ -113,14 +113,14 @@ class RecordingEmbedder:
 @pytest.fixture
 def recording_embedder(monkeypatch: pytest.MonkeyPatch) -> RecordingEmbedder:
     """Make the indexer use one RecordingEmbedder (queries still use the normal fake)."""
-    import assistant.indexing
+    import assistant.indexing.build
 
     recorder = RecordingEmbedder()
 
     def factory(settings: Any) -> RecordingEmbedder:
         return recorder
 
-    monkeypatch.setattr(assistant.indexing, "get_embedder", factory)
+    monkeypatch.setattr(assistant.indexing.build, "get_embedder", factory)
     return recorder
 
 

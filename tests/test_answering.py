@@ -17,17 +17,17 @@ from typing import Iterator, Sequence
 import pytest
 from prompt_format import prompt_sources as parse_sources
 
-import assistant.indexing
-import assistant.retrieval
-from assistant.answering import DECLINE_TEXT, SENTINEL, Assistant, ask
+import assistant.indexing.build
+import assistant.search.retrieval
+from assistant.answering.ask import DECLINE_TEXT, SENTINEL, Assistant, ask
 from assistant.backends import _LLM_CACHE, get_llm
 from assistant.backends.fakes import FakeChatModel, QueueChatModel
 from assistant.backends.llms import LocalChatModel
 from assistant.backends.model_files import KNOWN_MODELS, ensure_model_file
-from assistant.chunking import split_sentences
+from assistant.indexing.chunking import split_sentences
 from assistant.errors import BackendUnavailableError, ConfigError, InputError
-from assistant.indexing import build_index
-from assistant.retrieval import Filters
+from assistant.indexing.build import build_index
+from assistant.search.retrieval import Filters
 from assistant.settings import Settings
 from assistant.types import Answer
 
@@ -140,8 +140,8 @@ class UselessEmbedder:
 def test_a_rare_keyword_is_found_by_bm25_when_dense_ranking_misses_it(
         tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     useless = UselessEmbedder()
-    monkeypatch.setattr(assistant.indexing, "get_embedder", lambda s: useless)
-    monkeypatch.setattr(assistant.retrieval, "get_embedder", lambda s: useless)
+    monkeypatch.setattr(assistant.indexing.build, "get_embedder", lambda s: useless)
+    monkeypatch.setattr(assistant.search.retrieval, "get_embedder", lambda s: useless)
     s = Settings.from_env(environ={}, corpus_dir=str(corpus_dir), index_dir=str(tmp_path / "index"),
                           embedder="fake:useless", llm="fake:extractive", dense_k=3,
                           # Meaningless vectors make the sentence choice within passages noisy too;
@@ -210,7 +210,7 @@ def test_a_date_that_does_not_parse_is_an_input_error_naming_the_option() -> Non
 @pytest.mark.parametrize("budget", [60, 150, 450])
 def test_the_evidence_in_the_prompt_stays_within_its_token_budget(settings: Settings, corpus_dir: Path,
                                                                   budget: int) -> None:
-    from assistant.evidence import tokens_of
+    from assistant.search.evidence import tokens_of
 
     s = settings.with_(evidence_tokens=budget)
     model = fake_model(s)
@@ -592,7 +592,7 @@ def test_a_model_handed_in_is_the_one_asked_and_no_process_model_is_built(settin
 
 
 def test_a_retriever_handed_in_is_the_one_searched(settings: Settings) -> None:
-    from assistant.retrieval import get_retriever
+    from assistant.search.retrieval import get_retriever
 
     searched: list[str] = []
     real = get_retriever(settings)

@@ -10,7 +10,7 @@ import pytest
 
 from assistant.backends.fakes import FakeChatModel
 from assistant.backends.llamaindex_baseline import StockCitationEngine, cited_numbers
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Completion
 

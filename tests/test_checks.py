@@ -8,14 +8,14 @@ import pytest
 from conftest import indexed_plain_folder
 
 from assistant import checks
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.backends import ner
 from assistant.backends import get_llm
 from assistant.backends.choice import grammar, to_choice
 from assistant.backends.fakes import QueueChatModel
-from assistant.checks import Question, addresses, disagreement, entities_found, figures, numbers_found, understand
-from assistant.citations import Source
-from assistant.retrieval import Filters
+from assistant.answering.checks import Question, addresses, disagreement, entities_found, figures, numbers_found, understand
+from assistant.answering.citations import Source
+from assistant.search.retrieval import Filters
 from assistant.settings import Settings
 from assistant.types import Choice, Passage
 
@@ -326,8 +326,8 @@ def test_names_in_two_sources_are_not_taken_for_a_disagreement() -> None:
 
 
 def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
-    from assistant.notes import reconcile
-    from assistant.checks.rules import Disagreement
+    from assistant.answering.notes import reconcile
+    from assistant.answering.checks.rules import Disagreement
 
     sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
                Source("S2", "b.txt", 0, 47, "He intends to meet his counterpart on April 1.")]
@@ -342,8 +342,8 @@ def test_a_source_the_answer_cites_is_never_quoted_as_another_source() -> None:
 
 
 def test_another_value_the_source_does_not_state_for_the_same_thing_is_left_out() -> None:
-    from assistant.notes import reconcile
-    from assistant.checks.rules import Disagreement
+    from assistant.answering.notes import reconcile
+    from assistant.answering.checks.rules import Disagreement
 
     sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
                Source("S2", "b.txt", 0, 61, "The talks mark the 45th anniversary of the 1978 treaty.")]
@@ -382,8 +382,8 @@ def test_a_planned_and_a_happened_date_are_told_apart_on_the_plain_sample() -> N
 
 
 def test_the_plan_is_noted_not_quoted_as_another_source() -> None:
-    from assistant.notes import reconcile
-    from assistant.checks.rules import Disagreement
+    from assistant.answering.notes import reconcile
+    from assistant.answering.checks.rules import Disagreement
 
     sources = [Source("S1", "a.txt", 0, 40, "The ministers met on April 2 in Beijing."),
                Source("S2", "b.txt", 0, 47, "He intends to meet his counterpart on April 1.")]

@@ -15,12 +15,12 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.interfaces.cli import app
 from assistant.errors import IndexLockedError, StoreError
-from assistant.indexing import build_index
-from assistant.retrieval import search
+from assistant.indexing.build import build_index
+from assistant.search.retrieval import search
 from assistant.settings import Settings
-from assistant.store import locate, open_collection, read_manifest, server_manifest
+from assistant.indexing.store import locate, open_collection, read_manifest, server_manifest
 
 HEARTBEAT_TIMEOUT = 60.0
 

@@ -12,12 +12,12 @@ from typing import Iterator
 import pytest
 from prompt_format import prompt_sources
 
-from assistant.answering import DECLINE_TEXT, Assistant
+from assistant.answering.ask import DECLINE_TEXT, Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
-from assistant.checks import addresses, understand
-from assistant.citations import Source, resolve, supports
-from assistant.indexing import build_index
+from assistant.answering.checks import addresses, understand
+from assistant.answering.citations import Source, resolve, supports
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

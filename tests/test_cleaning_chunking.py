@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from assistant import store
-from assistant.chunking import chunk_text, split_sentences
-from assistant.cleaning import clean_text, keep_spans
+from assistant.indexing.chunking import chunk_text, split_sentences
+from assistant.reading.cleaning import clean_text, keep_spans
 from assistant.settings import Settings
 from conftest import SAMPLE_ARTICLES
 

@@ -14,11 +14,11 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from assistant.answering import DECLINE_TEXT, Assistant
+from assistant.answering.ask import DECLINE_TEXT, Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
-from assistant.cli import app
-from assistant.indexing import build_index
+from assistant.interfaces.cli import app
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from caches import clear_process_caches
 
@@ -332,7 +332,7 @@ def test_piped_chat_prints_only_the_checked_answer_not_a_withdrawn_draft(queue: 
 
 
 def test_on_a_terminal_a_streamed_draft_the_checks_change_is_erased_and_replaced(capsys) -> None:
-    from assistant.cli import _Draft
+    from assistant.interfaces.cli import _Draft
 
     screen = _Draft(live=True)
     for delta in ["The employee was ", "released on bail ", "in Paris [S1]."]:
@@ -349,7 +349,7 @@ def test_on_a_terminal_a_streamed_draft_the_checks_change_is_erased_and_replaced
 def test_a_wrapped_draft_is_erased_from_its_first_row(capsys, monkeypatch) -> None:
     import os
 
-    from assistant.cli import _Draft
+    from assistant.interfaces.cli import _Draft
 
     monkeypatch.setattr("shutil.get_terminal_size", lambda *a, **k: os.terminal_size((20, 24)))
     screen = _Draft(live=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
-from assistant.indexing import IndexLock
+from assistant.interfaces.cli import app
+from assistant.indexing.build import IndexLock
 from assistant.settings import Settings
-from assistant.store import fingerprint, locate
+from assistant.indexing.store import fingerprint, locate
 from conftest import SAMPLE_ARTICLES
 
 runner = CliRunner()
@@ -44,7 +44,7 @@ def test_index_json_in_a_pipe_writes_only_json_and_nothing_on_stderr(corpus: Pat
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf\n")  # pypdf logs warnings about it
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.update(ASSISTANT_EMBEDDER="fake:hash", ASSISTANT_INDEX_DIR=str(index_dir), HF_HUB_OFFLINE="1")
-    done = subprocess.run([sys.executable, "-m", "assistant.cli", "index", str(corpus), "--json"], env=env,
+    done = subprocess.run([sys.executable, "-m", "assistant.interfaces.cli", "index", str(corpus), "--json"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no progress bar and no library logging when not on a terminal

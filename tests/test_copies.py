@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant import copies
-from assistant.answering import Assistant
-from assistant.cli import app
-from assistant.indexing import build_index
-from assistant.retrieval import search
+from assistant.answering.ask import Assistant
+from assistant.interfaces.cli import app
+from assistant.indexing.build import build_index
+from assistant.search.retrieval import search
 from assistant.settings import Settings
 from conftest import TEST_DATA
 

@@ -20,8 +20,8 @@ from assistant import Answer, Assistant
 from assistant.backends import _LLM_CACHE, get_llm
 from assistant.backends.llms import LocalChatModel
 from assistant.backends.model_files import ensure_model_file
-from assistant.cli import app
-from assistant.indexing import build_index
+from assistant.interfaces.cli import app
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from assistant.settings import CHECKS
 
 from assistant.evaluate.ablation import Config, ablations, decide, fire_counts, score, sweep
 from assistant.evaluate.runner import run_eval
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 
 BBC = Path(__file__).resolve().parent / "data" / "bbc"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from assistant.checks import understand
+from assistant.answering.checks import understand
 from assistant.errors import InputError
 from assistant.evaluate import latest
 from assistant.evaluate.latest import SCORES, load_cases, run, score_case, stated_as_of
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Answer, Citation
 

@@ -10,7 +10,7 @@ import pytest
 
 from assistant.evaluate.dataset import load_dataset
 from assistant.evaluate.runner import run_eval
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import REPO_DIR, Settings
 
 pytestmark = pytest.mark.real_model

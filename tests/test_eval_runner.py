@@ -11,7 +11,7 @@ from assistant.errors import InputError
 from assistant.evaluate.compare import compare_runs
 from assistant.evaluate.runner import (HEADLINE, EvalReport, alce_sentences, cited_labels, rejudge_run, run_eval,
                                        prediction_text)
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Answer, Citation
 
@@ -118,7 +118,7 @@ def test_eval_cli_prints_report_and_run_folder(eval_settings: Settings, tmp_path
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from assistant.cli import app
+    from assistant.interfaces.cli import app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ASSISTANT_EMBEDDER", "fake:hash")
@@ -152,7 +152,7 @@ def test_alce_sentences_pair_each_sentence_with_its_own_quote_and_the_article_da
 
 def test_an_engine_crash_on_one_question_is_recorded_and_the_run_goes_on(
         eval_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant.answering import Assistant
+    from assistant.answering.ask import Assistant
 
     real_ask = Assistant.ask
 

@@ -9,10 +9,10 @@ import pytest
 from conftest import indexed_plain_folder
 
 from assistant import evidence
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.evaluate.dataset import EvalCase
 from assistant.evaluate.evidence import case_row, file_texts, measure, summarise
-from assistant.evidence import Article, Budget, Scored, Sentence, select, sources_of
+from assistant.search.evidence import Article, Budget, Scored, Sentence, select, sources_of
 from assistant.settings import Settings
 from assistant.types import Passage
 
@@ -154,8 +154,8 @@ def test_the_measure_runs_from_the_command_line_and_writes_its_rows(bbc: Setting
 
 
 def test_the_heading_names_the_file_its_headline_and_date() -> None:
-    from assistant.answering import source_heading
-    from assistant.citations import Source
+    from assistant.answering.ask import source_heading
+    from assistant.answering.citations import Source
 
     assert source_heading(Source("S1", "a.txt", 0, 1, "x", date="2024-12-25", title="Talks  resume")) == \
         'a.txt "Talks resume", published 2024-12-25:'

@@ -28,15 +28,15 @@ import pytest
 from loopback import LoopbackServer, QuietHandler
 from prompt_format import prompt_sources
 
-import assistant.indexing as indexing
-import assistant.store as store
-from assistant.answering import Assistant
+import assistant.indexing.build as indexing
+import assistant.indexing.store as store
+from assistant.answering.ask import Assistant
 from assistant.errors import AssistantError, BackendUnavailableError, StoreError
-from assistant.indexing import build_index, file_digest, make_chunks
-from assistant.loaders import load_document, read_metadata
-from assistant.retrieval import search
+from assistant.indexing.build import build_index, file_digest, make_chunks
+from assistant.reading.loaders import load_document, read_metadata
+from assistant.search.retrieval import search
 from assistant.settings import Settings
-from assistant.store import locate, open_collection, read_manifest
+from assistant.indexing.store import locate, open_collection, read_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "articles"
@@ -323,7 +323,7 @@ def test_chroma_server_down_mid_run_is_a_store_error_naming_the_url_and_recovers
 _INDEXER = textwrap.dedent('''
     import os, sys, time
     os.environ["HF_HUB_OFFLINE"] = "1"
-    import assistant.indexing as indexing
+    import assistant.indexing.build as indexing
     from assistant.backends.fakes import FakeEmbedder
     from assistant.settings import Settings
 

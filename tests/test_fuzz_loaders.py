@@ -10,12 +10,12 @@ import pytest
 from caches import clear_process_caches
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from assistant.chunking import chunk_text
-from assistant.cleaning import keep_spans
-from assistant.indexing import build_index, file_digest, make_chunks
-from assistant.loaders import SkipFile, load_document, read_metadata
+from assistant.indexing.chunking import chunk_text
+from assistant.reading.cleaning import keep_spans
+from assistant.indexing.build import build_index, file_digest, make_chunks
+from assistant.reading.loaders import SkipFile, load_document, read_metadata
 from assistant.settings import Settings
-from assistant.store import locate, open_collection, read_manifest
+from assistant.indexing.store import locate, open_collection, read_manifest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "articles"
 SUFFIXES = (".txt", ".md", ".html", ".htm", ".pdf")

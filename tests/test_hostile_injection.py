@@ -25,13 +25,13 @@ import pytest
 from caches import clear_process_caches
 
 import assistant.backends as backends
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
-from assistant.indexing import build_index
-from assistant.loaders import load_document
-from assistant.retrieval import get_retriever, search
+from assistant.indexing.build import build_index
+from assistant.reading.loaders import load_document
+from assistant.search.retrieval import get_retriever, search
 from assistant.settings import Settings
-from assistant.store import locate, read_manifest
+from assistant.indexing.store import locate, read_manifest
 from assistant.types import Answer
 
 DATA = Path(__file__).resolve().parent / "data" / "injection"

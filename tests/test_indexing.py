@@ -23,11 +23,11 @@ import pytest
 from assistant import indexing
 from assistant.backends.fakes import FakeEmbedder
 from assistant.errors import ConfigError, IndexLockedError, InputError
-from assistant.indexing import IndexLock, build_index
-from assistant.loaders import date_to_epoch
-from assistant.retrieval import Filters, search
+from assistant.indexing.build import IndexLock, build_index
+from assistant.reading.loaders import date_to_epoch
+from assistant.search.retrieval import Filters, search
 from assistant.settings import Settings
-from assistant.store import fingerprint, locate, open_collection, read_manifest
+from assistant.indexing.store import fingerprint, locate, open_collection, read_manifest
 from assistant.types import IndexReport, Passage
 from conftest import SAMPLE_ARTICLES, RecordingEmbedder
 
@@ -306,9 +306,9 @@ KILL_SCRIPT = r"""
 import json, sys, time
 from pathlib import Path
 
-import assistant.indexing as indexing
+import assistant.indexing.build as indexing
 from assistant.backends.fakes import FakeEmbedder
-from assistant.cli import main
+from assistant.interfaces.cli import main
 
 manifest, corpus = Path(sys.argv[1]), sys.argv[2]
 at_start = len(json.loads(manifest.read_text())["files"])
@@ -328,7 +328,7 @@ main()
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "assistant.interfaces.cli", *args], env=env, capture_output=True,
                           text=True, timeout=120)
 
 

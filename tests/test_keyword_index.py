@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from assistant import indexing, keyword
-from assistant.indexing import IndexLock, build_index
-from assistant.retrieval import Filters, get_retriever, search
+from assistant.indexing.build import IndexLock, build_index
+from assistant.search.retrieval import Filters, get_retriever, search
 from assistant.settings import Settings
-from assistant.store import locate, manifest_version, open_collection, read_manifest
+from assistant.indexing.store import locate, manifest_version, open_collection, read_manifest
 from assistant.text_utils import content_terms
 from conftest import TEST_DATA
 
@@ -161,7 +161,7 @@ def test_stems_come_from_snowball() -> None:
 
 
 def test_a_local_store_has_no_sparse_index_so_bm25s_ranks_keywords(corpus: Path, settings: Settings) -> None:
-    from assistant.store import sparse_supported
+    from assistant.indexing.store import sparse_supported
 
     build_index(corpus, settings=settings)
     assert sparse_supported(locate(settings)) is False
@@ -171,7 +171,7 @@ def test_a_local_store_has_no_sparse_index_so_bm25s_ranks_keywords(corpus: Path,
 def test_where_the_server_ranks_bm25_itself_its_search_api_is_used(
         corpus: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     # No distributed Chroma here: a stand-in collection records the plan and answers like one.
-    import assistant.store as store
+    import assistant.indexing.store as store
 
     build_index(corpus, settings=settings)
     retriever = get_retriever(settings)
@@ -194,10 +194,10 @@ def test_where_the_server_ranks_bm25_itself_its_search_api_is_used(
             return Rows()
 
     manifest = read_manifest(locate(settings))
-    monkeypatch.setattr("assistant.retrieval.read_manifest", lambda loc: manifest)
+    monkeypatch.setattr("assistant.search.retrieval.read_manifest", lambda loc: manifest)
     monkeypatch.setattr(retriever.loc, "chroma_url", "http://chroma.example:8000")
     monkeypatch.setitem(store._SPARSE, "http://chroma.example:8000", True)
-    monkeypatch.setattr("assistant.retrieval.open_collection", lambda loc, create: Remote())
+    monkeypatch.setattr("assistant.search.retrieval.open_collection", lambda loc, create: Remote())
     hits = retriever.search("ferry route", k=3, filters=Filters(files=(rel,)))
     assert [h.chunk_id for h in hits] == ["x1"]  # the stale file version is dropped
     plan = plans[0].to_dict()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.citations import Source, normalize_labels, resolve
+from assistant.answering.citations import Source, normalize_labels, resolve
 
 TEXT = "During their meeting on April 2, Hayashi asked Qin to visit Japan."
 

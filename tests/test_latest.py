@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
-from assistant.checks import understand
-from assistant.indexing import build_index
-from assistant.retrieval import search
+from assistant.answering.checks import understand
+from assistant.indexing.build import build_index
+from assistant.search.retrieval import search
 from assistant.settings import Settings
 from conftest import TEST_DATA
 

@@ -11,11 +11,11 @@ from typing import Any, Union
 
 import pytest
 
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import FakeChatModel, QueueChatModel
-from assistant.chat import MAX_TURN_CHARS, ChatSession
-from assistant.indexing import build_index
+from assistant.interfaces.chat import MAX_TURN_CHARS, ChatSession
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Answer
 

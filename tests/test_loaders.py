@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.indexing import walk_corpus
-from assistant.loaders import SkipFile, date_to_epoch, load_document, read_metadata
+from assistant.indexing.build import walk_corpus
+from assistant.reading.loaders import SkipFile, date_to_epoch, load_document, read_metadata
 from conftest import SAMPLE_ARTICLES, TEST_DATA
 
 MIXED = TEST_DATA / "mixed"

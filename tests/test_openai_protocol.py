@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from assistant import Answer, Assistant
 from assistant.backends import _LLM_CACHE, get_llm
 from assistant.backends.llms import LocalChatModel, OpenAIChatModel
-from assistant.cli import app
+from assistant.interfaces.cli import app
 from assistant.errors import BackendUnavailableError
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent

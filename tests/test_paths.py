@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assistant.answering import Assistant
-from assistant.cli import app
-from assistant.indexing import build_index
-from assistant.loaders import load_document
-from assistant.retrieval import get_retriever, search
+from assistant.answering.ask import Assistant
+from assistant.interfaces.cli import app
+from assistant.indexing.build import build_index
+from assistant.reading.loaders import load_document
+from assistant.search.retrieval import get_retriever, search
 from assistant.settings import Settings
-from assistant.store import locate, read_manifest
+from assistant.indexing.store import locate, read_manifest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "articles"
 ASTELLAS = "Which pharmaceutical company employed the senior employee detained in Beijing?"

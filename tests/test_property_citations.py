@@ -18,16 +18,16 @@ from caches import clear_process_caches
 from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 from prompt_format import prompt_sources
 
-from assistant.answering import Assistant
+from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
-from assistant.chunking import split_sentences
-from assistant.citations import Source, resolve
-from assistant.indexing import build_index
-from assistant.loaders import load_document
-from assistant.retrieval import get_retriever
+from assistant.indexing.chunking import split_sentences
+from assistant.answering.citations import Source, resolve
+from assistant.indexing.build import build_index
+from assistant.reading.loaders import load_document
+from assistant.search.retrieval import get_retriever
 from assistant.settings import Settings
-from assistant.store import locate, read_manifest
+from assistant.indexing.store import locate, read_manifest
 
 SAMPLES = Path(__file__).resolve().parent.parent / "articles"
 LABEL = re.compile(r"\[S(\d+)\]")

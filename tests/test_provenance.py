@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.interfaces.cli import app
 
 runner = CliRunner()
 QUESTION = "Which Japanese company employed the detained businessman?"

@@ -24,8 +24,8 @@ def test_all_is_pinned() -> None:
 
 def test_the_answering_entry_points_import_from_the_package() -> None:
     from assistant import Answer, Assistant, ask
-    from assistant.answering import Assistant as CoreAssistant
-    from assistant.answering import ask as core_ask
+    from assistant.answering.ask import Assistant as CoreAssistant
+    from assistant.answering.ask import ask as core_ask
     from assistant.types import Answer as CoreAnswer
 
     assert Assistant is CoreAssistant and ask is core_ask and Answer is CoreAnswer

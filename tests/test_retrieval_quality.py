@@ -8,8 +8,8 @@ import pytest
 
 from assistant.evaluate import metrics as m
 from assistant.evaluate.dataset import EvalCase, load_dataset
-from assistant.indexing import build_index
-from assistant.retrieval import Retriever
+from assistant.indexing.build import build_index
+from assistant.search.retrieval import Retriever
 from assistant.settings import Settings
 
 DATASET = Path(__file__).resolve().parent.parent / "evals" / "datasets" / "sample.jsonl"

@@ -22,10 +22,10 @@ from loopback import LoopbackServer, QuietHandler
 from prompt_format import prompt_sources
 from typer.testing import CliRunner
 
-from assistant.answering import Assistant
-from assistant.cli import app
+from assistant.answering.ask import Assistant
+from assistant.interfaces.cli import app
 from assistant.errors import AssistantError, BackendUnavailableError
-from assistant.indexing import build_index
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
 
 KEY = "sk-test-CANARY-123456"
@@ -186,7 +186,7 @@ def test_cli_process_stderr_with_retry_warnings_never_shows_the_key(key_env: pyt
     # A real process: the library's retry warnings reach stderr through logging's last-resort handler.
     with EchoServer(lambda n, body: 503) as server:
         env = {**os.environ, "ASSISTANT_OPENAI_BASE_URL": server.url, "ASSISTANT_MAX_RETRIES": "2"}
-        proc = subprocess.run([sys.executable, "-m", "assistant.cli", "ask", ASTELLAS, "--json"], env=env,
+        proc = subprocess.run([sys.executable, "-m", "assistant.interfaces.cli", "ask", ASTELLAS, "--json"], env=env,
                               capture_output=True, text=True, timeout=120)
         assert server.requests == 3, proc.stderr
     assert proc.returncode == BackendUnavailableError.exit_code, proc.stderr

@@ -25,13 +25,13 @@ import pytest
 from conftest import built_sample
 from typer.testing import CliRunner
 
-import assistant.server as server_mod
+import assistant.interfaces.server as server_mod
 from assistant.backends import get_llm
-from assistant.cli import app
-from assistant.client import ask_via_server, find_server, health
+from assistant.interfaces.cli import app
+from assistant.interfaces.client import ask_via_server, find_server, health
 from assistant.errors import (BackendUnavailableError, ConfigError, IndexNotBuiltError, InputError,
                               ServerError)
-from assistant.server import AssistantServer, is_loopback, make_server
+from assistant.interfaces.server import AssistantServer, is_loopback, make_server
 from assistant.settings import Settings
 from assistant.types import Answer
 from caches import clear_process_caches
@@ -514,14 +514,14 @@ def test_a_stale_server_json_is_ignored(env: pytest.MonkeyPatch, built: Settings
 # The server process, with questions containing "slow" taking a minute (the keep-alive phase).
 SLOW_SERVE = """
 import sys, time
-import assistant.answering as answering
+import assistant.answering.ask as answering
 real = answering.Assistant.ask
 def ask(self, question, filters=None):
     if "slow" in question:
         time.sleep(60)
     return real(self, question, filters=filters)
 answering.Assistant.ask = ask
-from assistant.cli import main
+from assistant.interfaces.cli import main
 sys.argv = ["assistant", "serve", "--port", "0"]
 main()
 """

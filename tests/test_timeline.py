@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assistant.answering import Assistant
-from assistant.cli import app
-from assistant.indexing import build_index
+from assistant.answering.ask import Assistant
+from assistant.interfaces.cli import app
+from assistant.indexing.build import build_index
 from assistant.settings import Settings
-from assistant.timeline import placeable, resolve_date
+from assistant.news.timeline import placeable, resolve_date
 from conftest import TEST_DATA
 
 runner = CliRunner()

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from assistant import html_text
-from assistant.indexing import build_index
-from assistant.loaders import SkipFile, load_document, load_documents
-from assistant.retrieval import search
+from assistant.indexing.build import build_index
+from assistant.reading.loaders import SkipFile, load_document, load_documents
+from assistant.search.retrieval import search
 from assistant.settings import Settings
-from assistant.store import locate, open_collection, read_manifest
+from assistant.indexing.store import locate, open_collection, read_manifest
 from conftest import TEST_DATA
 
 WEB = TEST_DATA / "web"
@@ -308,7 +308,7 @@ def test_a_feed_that_turns_bad_keeps_its_items(tmp_path: Path) -> None:
 
 
 def test_a_file_filter_on_a_feed_covers_its_items(tmp_path: Path) -> None:
-    from assistant.retrieval import Filters
+    from assistant.search.retrieval import Filters
 
     corpus = tmp_path / "corpus"
     shutil.copytree(WEB, corpus)

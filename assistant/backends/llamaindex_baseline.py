@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailableError
-from ..store import locate, open_collection
+from ..indexing.store import locate, open_collection
 from ..types import Answer, Citation, Passage
 from . import get_embedder, get_llm
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 from ..backends.ner import parse
-from ..checks import Question, addresses, pick_agrees, question_kind, understand
-from ..checks.question import parsed_kind
+from ..answering.checks import Question, addresses, pick_agrees, question_kind, understand
+from ..answering.checks.question import parsed_kind
 from ..settings import CHECKS
 from . import metrics as m
 from ..types import Check

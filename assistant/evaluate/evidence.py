@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..citations import Source
+from ..answering.citations import Source
 from .dataset import EvalCase, load_dataset
 
 
@@ -69,7 +69,7 @@ def locate(evidence: str, sources: Sequence[Source], texts: dict[str, str]) -> b
 
 def prompt_block(sources: Sequence[Source]) -> str:
     """The evidence block of the prompt, as the answer prompt lays it out."""
-    from ..answering import Assistant
+    from ..answering.ask import Assistant
 
     return Assistant.messages("", list(sources))[1]["content"]
 
@@ -87,7 +87,7 @@ def case_row(case: EvalCase, sources: Sequence[Source], texts: dict[str, str]) -
 
 def file_texts(corpus_dir: str, sources: Sequence[Source]) -> dict[str, str]:
     """The text of each source's file as the loader reads it (offsets in sources point into it)."""
-    from ..loaders import load_document
+    from ..reading.loaders import load_document
 
     out = {}
     for f in {s.file for s in sources}:
@@ -112,7 +112,7 @@ def measure(assistant: Any, cases: Sequence[EvalCase]) -> list[EvidenceRow]:
 def training_rows(assistant: Any, cases: Sequence[EvalCase]) -> tuple[list[dict[str, float]], list[int], list[str]]:
     """Every candidate sentence of every answerable case with its features, labelled 1 when it
     overlaps a gold evidence sentence (for fitting `evidence.WEIGHTS`)."""
-    from ..checks import understand
+    from ..answering.checks import understand
 
     feats: list[dict[str, float]] = []
     labels: list[int] = []
@@ -178,7 +178,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Command line: print (and optionally write) the evidence-recall summary for a gold set."""
-    from ..answering import Assistant
+    from ..answering.ask import Assistant
     from ..settings import Settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

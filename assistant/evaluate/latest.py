@@ -114,7 +114,7 @@ def rates(results: list[dict[str, Any]]) -> dict[str, float | None]:
 
 def run(path: str | Path, settings: Settings) -> dict[str, Any]:
     """Ask every gold case of the configured corpus; per-case scores and the rates."""
-    from ..answering import Assistant
+    from ..answering.ask import Assistant
 
     corpus = Path(settings.corpus_dir).resolve()
     cases = [c for c in load_cases(path) if Path(CORPORA[c["corpus"]]).resolve() == corpus]

@@ -14,9 +14,9 @@ import argparse
 import json
 from typing import Any
 
-from ..answering import Assistant
-from ..checks import entities_found, understand
-from ..checks.question import TOPICAL
+from ..answering.ask import Assistant
+from ..answering.checks import entities_found, understand
+from ..answering.checks.question import TOPICAL
 from ..settings import Settings
 from .dataset import load_dataset
 

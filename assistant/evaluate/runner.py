@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..citations import answer_sentences, lexical_support, supports
+from ..answering.citations import answer_sentences, lexical_support, supports
 from ..dates import date_words
 from ..errors import AssistantError, InputError
 from ..settings import REPO_DIR, Settings
-from ..store import fingerprint, write_json_atomic
+from ..indexing.store import fingerprint, write_json_atomic
 from ..types import Answer, Citation, Passage
 from . import metrics as m
 from .dataset import Conversation, EvalCase, load_conversations, load_dataset
@@ -292,8 +292,8 @@ def _run_dir(runs_dir: str | Path, settings: Settings, baseline: bool) -> Path:
 
 def _engine(settings: Settings, baseline: bool, record: str | Path | None = None, replay: str | Path | None = None
             ) -> tuple[Engine, Callable[[str, int], list[Passage]], str]:
-    from ..indexing import build_index, index_exists
-    from ..retrieval import get_retriever
+    from ..indexing.build import build_index, index_exists
+    from ..search.retrieval import get_retriever
 
     if not index_exists(settings):
         build_index(settings.corpus_dir, settings=settings)
@@ -302,7 +302,7 @@ def _engine(settings: Settings, baseline: bool, record: str | Path | None = None
 
         stock = StockCitationEngine(settings)
         return stock, stock.retrieve, "llamaindex:CitationQueryEngine"
-    from ..answering import Assistant
+    from ..answering.ask import Assistant
 
     retriever = get_retriever(settings)
     llm = None
@@ -332,7 +332,7 @@ def _chat_items(engine: Engine, conversations: list[Conversation], baseline: boo
     """Each turn of each conversation, asked through one chat session per conversation."""
     if baseline or not conversations:
         return  # the stock engine has no conversation memory: chats are ours only
-    from ..chat import ChatSession
+    from ..interfaces.chat import ChatSession
 
     for conversation in conversations:
         session = ChatSession(engine)  # type: ignore[arg-type]
@@ -350,7 +350,7 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
     instead of a model, and a case whose prompts differ from the recording gets an error row."""
     if (record or replay) and baseline:
         raise InputError("--record and --replay are for our engine, not the stock baseline")
-    from ..retrieval import get_retriever
+    from ..search.retrieval import get_retriever
 
     settings = settings or Settings.from_env()
     path = Path(dataset) if dataset else default_dataset()
@@ -410,7 +410,7 @@ def rejudge_run(run_dir: str | Path, settings: Settings | None = None) -> EvalRe
     Only the judge-dependent numbers change (ALCE scores and the support checker's agreement);
     `settings` must name the run's index, whose embedder the judge uses.
     """
-    from ..retrieval import get_retriever
+    from ..search.retrieval import get_retriever
 
     run_dir = Path(run_dir)
     settings = settings or Settings.from_env()

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import citations
-from ..citations import EmbedFn, lexical_support, missing_critical, supports
+from ..answering import citations
+from ..answering.citations import EmbedFn, lexical_support, missing_critical, supports
 from ..labels import LABEL
 from ..errors import InputError
 from ..settings import REPO_DIR

@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
-from .chunking import split_sentences
-from .citations import Source
+from ..indexing.chunking import split_sentences
+from ..answering.citations import Source
 from .injection import addresses_the_assistant
-from .text_utils import content_terms
-from .types import Passage
+from ..text_utils import content_terms
+from ..types import Passage
 
 # Characters per prompt token, for the budget (Qwen's tokenizer on English news: ~4).
 CHARS_PER_TOKEN = 4.0

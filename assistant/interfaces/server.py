@@ -27,10 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import errors
-from .errors import AssistantError, ConfigError
-from .settings import Settings
-from .types import Answer
+from .. import errors
+from ..errors import AssistantError, ConfigError
+from ..settings import Settings
+from ..types import Answer
 
 DEFAULT_PORT = 8765
 MAX_BODY = 1_000_000
@@ -96,7 +96,7 @@ class AssistantServer(ThreadingHTTPServer):
 
     def __init__(self, settings: Settings, host: str, port: int, token: str = "", verbose: bool = False) -> None:
         check_bind(host, token)
-        from .answering import Assistant
+        from ..answering.ask import Assistant
 
         if ":" in host.strip("[]"):
             self.address_family = socket.AF_INET6
@@ -150,7 +150,7 @@ class AssistantServer(ThreadingHTTPServer):
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports (no lock taken)."""
-        from .store import locate
+        from ..indexing.store import locate
 
         loc = locate(self.settings)
         return {"status": "ok", "model": self.model, "embedder": self.settings.embedder,
@@ -286,7 +286,7 @@ def _filters(body: dict[str, Any]) -> Any:
     for name, value in (("since", since), ("until", until)):
         if value is not None and not isinstance(value, str):
             raise Reject(400, f"'{name}' must be a date string, YYYY-MM-DD")
-    from .retrieval import Filters
+    from ..search.retrieval import Filters
 
     return Filters(files=tuple(files or ()), date_from=since or "", date_to=until or "")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from ..backends.base import ChatModel, Message
+from ...backends.base import ChatModel, Message
 from ..citations import Source
-from ..labels import number
+from ...labels import number
 from ..prompts import render
-from ..types import Check, Choice
+from ...types import Check, Choice
 from .verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ MAX_PICK_OPTIONS = 24
 
 def pick_options(question: "Question", sources: Sequence[Source]) -> list[str]:
     """The entities of the kind asked for in the sources (NER), minus those the question names."""
-    from ..backends import ner
+    from ...backends import ner
 
     wants = PICK_LABELS.get(question.kind) or question.wants
     asked = {e.text.lower() for e in question.entities}

@@ -6,8 +6,8 @@ import functools
 import re
 import string
 
-from .errors import ConfigError
-from .settings import resource_dir
+from ..errors import ConfigError
+from ..settings import resource_dir
 
 _DECLARED = re.compile(r"^#.*Variables:\s*(.*)$", re.I | re.M)
 

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .sentences import answer_sentences, split_sentences
-from .dates import date_words
-from .labels import LABEL, strip_labels
-from .text_utils import MONTHS, STOPWORDS, content_terms, tokens
-from .types import Citation
+from ..sentences import answer_sentences, split_sentences
+from ..dates import date_words
+from ..labels import LABEL, strip_labels
+from ..text_utils import MONTHS, STOPWORDS, content_terms, tokens
+from ..types import Citation
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’.-]*|\d[\d,.]*")
 # Filler a model adds around labels ("according to source [S1]"): removed with the label.

@@ -10,7 +10,7 @@ split (see evals/README.md), and `Settings.checks_off` switches a check off for 
 
 from __future__ import annotations
 
-from ..settings import CHECKS
+from ...settings import CHECKS
 from .judge import answerable, gate_messages, pick, pick_options, supported, support_messages
 from .question import Question, question_kind, understand
 from .rules import (Disagreement, addresses, disagreement, entities_found, figures, numbers_found, pick_agrees,

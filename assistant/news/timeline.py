@@ -17,16 +17,16 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import ChatModel
-from .chunking import split_sentences
-from .dates import date_to_epoch
-from .errors import InputError
-from .prompts import render
-from .text_utils import MONTHS, content_terms, jaccard
-from .types import Citation, Passage
+from ..backends.base import ChatModel
+from ..indexing.chunking import split_sentences
+from ..dates import date_to_epoch
+from ..errors import InputError
+from ..answering.prompts import render
+from ..text_utils import MONTHS, content_terms, jaccard
+from ..types import Citation, Passage
 
 if TYPE_CHECKING:
-    from .retrieval import Retriever
+    from ..search.retrieval import Retriever
 
 OPTIONS = ("HAPPENED", "PLANNED", "NO")
 SEARCH_CHUNKS = 16
@@ -133,7 +133,7 @@ def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str
 
 
 def _overlaps(event: TimelineEvent, since: str, until: str) -> bool:
-    from .retrieval import _period_end
+    from ..search.retrieval import _period_end
 
     start = date_to_epoch(event.date)
     end = _period_end(event.date)
@@ -154,8 +154,8 @@ def _same_event(a: TimelineEvent, b: TimelineEvent) -> bool:
 
 def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: str = "", until: str = "") -> Timeline:
     """The dated events of a topic across the indexed articles (see the module docstring)."""
-    from .backends.ner import entities
-    from .retrieval import Filters
+    from ..backends.ner import entities
+    from ..search.retrieval import Filters
 
     topic = topic.strip()
     if not topic:

@@ -14,19 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .backends import get_embedder
+from ..backends import get_embedder
 from .chunking import chunk_text, content_hash
-from .cleaning import guess_title, keep_spans
-from .dates import date_to_epoch
-from .errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, SkipFile, StoreError
-from .feeds import FEED_SUFFIXES, feed_of
-from .loaders import (METADATA_FILE, PLAIN_KINDS, Document, check_file, load_documents,
+from ..reading.cleaning import guess_title, keep_spans
+from ..dates import date_to_epoch
+from ..errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, SkipFile, StoreError
+from ..reading.feeds import FEED_SUFFIXES, feed_of
+from ..reading.loaders import (METADATA_FILE, PLAIN_KINDS, Document, check_file, load_documents,
                       read_metadata)
-from .settings import Settings
+from ..settings import Settings
 from . import keyword
 from .store import (IndexLocation, locate, manifest_version, open_collection, read_manifest, server_manifest,
                     store_error, write_json_atomic)
-from .types import Chunk, IndexReport, SkippedFile
+from ..types import Chunk, IndexReport, SkippedFile
 
 ProgressFn = Callable[[int, int, str], None]
 # Files are committed to the store in groups: a crash loses at most one group's work.

@@ -11,11 +11,11 @@ from typing import Callable, Sequence
 from . import checks
 from .checks import Question
 from .citations import Source, lexical_support, normalize_labels
-from .dates import date_to_epoch, date_words
-from .labels import blank_labels, labels_in, number, strip_labels
-from .sentences import split_sentences
-from .text_utils import content_terms, jaccard
-from .types import Choice, Citation
+from ..dates import date_to_epoch, date_words
+from ..labels import blank_labels, labels_in, number, strip_labels
+from ..sentences import split_sentences
+from ..text_utils import content_terms, jaccard
+from ..types import Choice, Citation
 
 
 def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -> str:

@@ -3,6 +3,6 @@ Answer that carries it)."""
 
 from __future__ import annotations
 
-from ..types import Verdict
+from ...types import Verdict
 
 __all__ = ["Verdict"]

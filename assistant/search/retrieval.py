@@ -7,13 +7,13 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
-from .backends import get_embedder
-from .dates import date_to_epoch
-from .errors import IndexNotBuiltError, InputError, StoreError
-from .settings import Settings
-from .store import IndexLocation, locate, manifest_version, open_collection, read_manifest, store_error
-from .text_utils import content_terms, jaccard
-from .types import Passage
+from ..backends import get_embedder
+from ..dates import date_to_epoch
+from ..errors import IndexNotBuiltError, InputError, StoreError
+from ..settings import Settings
+from ..indexing.store import IndexLocation, locate, manifest_version, open_collection, read_manifest, store_error
+from ..text_utils import content_terms, jaccard
+from ..types import Passage
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,8 @@ class Retriever:
             return self._state
 
     def _keyword_index(self, version: str, files: dict[str, Any]) -> Any:
-        from . import keyword
-        from .indexing import ensure_keyword_index
+        from ..indexing import keyword
+        from ..indexing.build import ensure_keyword_index
 
         found = keyword.load(self.loc.root, version)
         if found is not None:
@@ -132,10 +132,10 @@ class Retriever:
         return ensure_keyword_index(self.loc, files)
 
     def _indexing_now(self) -> bool:
-        from .indexing import lock_held
+        from ..indexing.build import lock_held
 
         if self.loc.chroma_url:
-            from .store import server_manifest
+            from ..indexing.store import server_manifest
 
             try:
                 return server_manifest(self.loc).lease_held()
@@ -229,7 +229,7 @@ class Retriever:
 
     def _server_hybrid(self) -> bool:
         """True when the Chroma server ranks BM25 itself and the collection carries its sparse index."""
-        from .store import SPARSE_KEY, sparse_supported
+        from ..indexing.store import SPARSE_KEY, sparse_supported
 
         if not self.loc.chroma_url or not sparse_supported(self.loc):
             return False
@@ -240,7 +240,7 @@ class Retriever:
         """Chroma's own hybrid ranking (distributed Chroma): dense and BM25 fused by RRF on the server."""
         from chromadb import K, Knn, Rrf, Search
 
-        from .store import SPARSE_KEY
+        from ..indexing.store import SPARSE_KEY
 
         rank = Rrf([Knn(query=self.embed_query(query), return_rank=True, limit=self.settings.dense_k * 2),
                     Knn(query=query, key=SPARSE_KEY, return_rank=True, limit=self.settings.bm25_k * 2)],
@@ -322,7 +322,7 @@ class Retriever:
 
     def all_chunks(self) -> list[Passage]:
         """Every live chunk of the index, read from the store in batches (evaluation only)."""
-        from .indexing import manifest_ids, stored_chunks
+        from ..indexing.build import manifest_ids, stored_chunks
 
         manifest = self._manifest()
         collection = open_collection(self.loc, create=False)

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .settings import Settings, resource_dir
+from ..errors import InputError
+from ..settings import Settings, resource_dir
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,8 +85,8 @@ def load_answer(path: str | Path) -> dict[str, Any]:
 
 def verify(answer: dict[str, Any], corpus: str | Path | None = None, settings: Settings | None = None) -> VerifyReport:
     """Re-check every quote of a saved answer against the files as they are now."""
-    from .indexing import file_digest
-    from .loaders import SkipFile, load_document, read_metadata
+    from ..indexing.build import file_digest
+    from ..reading.loaders import SkipFile, load_document, read_metadata
 
     settings = settings or Settings.from_env()
     record = answer.get("provenance") or {}

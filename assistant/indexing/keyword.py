@@ -21,8 +21,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import copies
-from .text_utils import content_terms
+from ..news import copies
+from ..text_utils import content_terms
 
 FORMAT = "3"
 K1, B = 1.5, 0.75

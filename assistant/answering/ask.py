@@ -1,7 +1,7 @@
 """ask(): understand -> retrieve -> select evidence -> prompt -> judge -> generate -> resolve -> judge.
 
 Every answer comes from here. The decisions (can the sources answer, is each sentence supported,
-does the answer give what was asked) live in `assistant.checks`; this module runs them in order
+does the answer give what was asked) live in `assistant.answering.checks`; this module runs them in order
 and records their verdicts on the Answer.
 """
 
@@ -15,20 +15,21 @@ from datetime import datetime
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
-from . import checks, evidence
-from .backends import get_llm
-from .backends.base import ChatModel
+from . import checks
+from ..search import evidence
+from ..backends import get_llm
+from ..backends.base import ChatModel
 from .checks import Question, Verdict
 from .citations import Source, normalize_labels, resolve
-from .dates import date_to_epoch
-from .injection import addresses_the_assistant
-from .labels import labels_in, strip_labels
+from ..dates import date_to_epoch
+from ..search.injection import addresses_the_assistant
+from ..labels import labels_in, strip_labels
 from .notes import as_of, quote_if_only_labels, reconcile, undated_notes
 from .prompts import render
-from .retrieval import Filters, Retriever, get_retriever
-from .settings import Settings
-from .text_utils import content_terms
-from .types import Check, Answer, Choice, Citation, Passage
+from ..search.retrieval import Filters, Retriever, get_retriever
+from ..settings import Settings
+from ..text_utils import content_terms
+from ..types import Check, Answer, Choice, Citation, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
@@ -105,7 +106,7 @@ class Assistant:
     def retriever(self) -> Retriever:
         """The hybrid retriever; builds the sample index on first use when none exists."""
         if self._retriever is None:
-            from .indexing import build_index, index_exists
+            from ..indexing.build import build_index, index_exists
 
             # Many threads may ask the first question at once: one builds, the others wait.
             with _AUTO_BUILD_LOCK:
@@ -197,8 +198,8 @@ class Assistant:
         ]
 
     def timeline(self, topic: str, since: str = "", until: str = "") -> Any:
-        """Dated events about a topic across the articles, in date order (`assistant.timeline.Timeline`)."""
-        from .timeline import build_timeline
+        """Dated events about a topic across the articles, in date order (`assistant.news.timeline.Timeline`)."""
+        from ..news.timeline import build_timeline
 
         return build_timeline(self.retriever, self.llm, topic, since=since, until=until)
 
@@ -216,7 +217,7 @@ class Assistant:
     def provenance(self, files: list[str], model_id: str) -> dict[str, Any]:
         """What a reader needs to check this answer later (`assistant verify`)."""
         from .provenance import provenance
-        from .store import read_manifest
+        from ..indexing.store import read_manifest
 
         return provenance(self.settings, read_manifest(self.retriever.loc) or {}, files, model_id)
 
@@ -237,7 +238,7 @@ class Assistant:
     @functools.cached_property
     def _ner(self) -> bool:
         """NER is on and installed (the figure check reads its entities)."""
-        from .backends import ner
+        from ..backends import ner
 
         return self.settings.ner and ner.available()
 
@@ -248,7 +249,7 @@ class Assistant:
         t0 = time.perf_counter()
         question = question.strip()
         if not question:
-            from .errors import InputError
+            from ..errors import InputError
 
             raise InputError("the question is empty: ask something about the articles")
         q = self.understand(question)

@@ -9,8 +9,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dates import date_in_text, date_to_epoch, iso_date
-from .errors import SkipFile
+from ..dates import date_in_text, date_to_epoch, iso_date
+from ..errors import SkipFile
 from .feeds import FEED_SUFFIXES, feed_of, item_name, parse_feed
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf") + FEED_SUFFIXES

@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..backends import ner
-from ..chunking import split_sentences
+from ...backends import ner
+from ...indexing.chunking import split_sentences
 from ..citations import Source
-from ..labels import blank_labels, number
-from ..text_utils import content_terms
-from ..types import Check, Choice, Passage
+from ...labels import blank_labels, number
+from ...text_utils import content_terms
+from ...types import Check, Choice, Passage
 from .question import TOPICAL, Question
 from .verdicts import Verdict
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from .dates import iso_date
-from .errors import SkipFile
+from ..dates import iso_date
+from ..errors import SkipFile
 
 FEED_SUFFIXES = (".xml", ".rss", ".atom")
 KEY_CHARS = 12

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from . import errors
-from .errors import AssistantError, ServerError
-from .settings import Settings
-from .types import Answer
+from .. import errors
+from ..errors import AssistantError, ServerError
+from ..settings import Settings
+from ..types import Answer
 
 PROBE_TIMEOUT = 0.5
 ANSWER_TIMEOUT = 900.0  # a local model behind a queue of other requests can take minutes

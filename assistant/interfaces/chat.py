@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from .answering import Assistant
-from .labels import blank_labels
-from .prompts import render
-from .types import Answer
+from ..answering.ask import Assistant
+from ..labels import blank_labels
+from ..answering.prompts import render
+from ..types import Answer
 
 MAX_TURN_CHARS = 400
 
@@ -98,7 +98,7 @@ def resolve_references(question: str, last_question: str, last_answer: str = "")
     (the subject comes first), and an opening "And" goes. "And what did he push for there?" after
     "When did Hayashi meet Qin Gang in Beijing?" becomes "What did Hayashi push for in Beijing?".
     Two different pronouns never get the same name; unresolved words stay as they are."""
-    from .backends import ner
+    from ..backends import ner
 
     names: list[ner.Entity] = []
     if ner.available():

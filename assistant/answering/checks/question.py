@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..backends import ner
-from ..backends.ner import Entity
+from ...backends import ner
+from ...backends.ner import Entity
 
 # What kind of entity answers each kind of question (spaCy labels).
 WANTS: dict[str, frozenset[str]] = {

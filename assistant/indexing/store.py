@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cleaning import CLEANING_VERSION
-from .errors import BackendUnavailableError, ConfigError, IndexLockedError, StoreError
+from ..reading.cleaning import CLEANING_VERSION
+from ..errors import BackendUnavailableError, ConfigError, IndexLockedError, StoreError
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 SCHEMA_VERSION = "2"  # 2: Snowball stems and a bm25s keyword index beside the store
 MANIFEST = "manifest.json"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from .cleaning import keep_spans
-from .sentences import Span, split_sentences
+from ..reading.cleaning import keep_spans
+from ..sentences import Span, split_sentences
 
 __all__ = ["RawChunk", "Span", "chunk_text", "content_hash", "split_sentences"]
 

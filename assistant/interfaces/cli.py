@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional, TypeVar
 
 import typer
 
-from .errors import AssistantError
-from .text_utils import clip
+from ..errors import AssistantError
+from ..text_utils import clip
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Answer questions about a folder of news articles, with citations.")
@@ -43,7 +43,7 @@ def boundary(func: F) -> F:
 
 
 def _settings(**overrides: Any) -> Any:
-    from .settings import Settings
+    from ..settings import Settings
 
     return Settings.from_env(**overrides)
 
@@ -65,7 +65,7 @@ def _progress_callback(label: str = "indexing") -> tuple[Callable[[int, int, str
 
 
 def _parse_filters(files: Optional[list[str]], since: Optional[str], until: Optional[str]) -> Any:
-    from .retrieval import Filters
+    from ..search.retrieval import Filters
 
     return Filters(files=tuple(files or ()), date_from=since or "", date_to=until or "")
 
@@ -81,7 +81,7 @@ def index(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Clean, chunk and embed a folder of articles into the index (incremental)."""
-    from .indexing import build_index
+    from ..indexing.build import build_index
 
     settings = _settings(index_dir=index_dir)
     update, stop = _progress_callback()
@@ -111,7 +111,7 @@ def search_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the top passages for a query (retrieval only, no language model)."""
-    from .retrieval import search
+    from ..search.retrieval import search
 
     passages = search(text, _settings(index_dir=index_dir), k=k, filters=_parse_filters(file, since, until))
     if as_json:
@@ -180,7 +180,7 @@ def ask(
         answer = ask_via_server(url, question, files=file or (), since=since or "", until=until or "",
                                 token=settings.server_token)
     else:
-        from .answering import Assistant
+        from ..answering.ask import Assistant
 
         answer = Assistant(settings, on_message=_err).ask(question, filters=_parse_filters(file, since, until))
     if as_json:
@@ -205,11 +205,11 @@ def chat(
     if url:
         session = RemoteChat(url, token=settings.server_token)
     else:
-        from .answering import Assistant
+        from ..answering.ask import Assistant
         from .chat import ChatSession
 
         session = ChatSession(Assistant(settings, on_message=_err))
-    from .answering import Revision
+    from ..answering.ask import Revision
     if interactive:
         typer.echo("Ask about the articles. Commands: /sources /reset /exit")
     while True:
@@ -327,7 +327,7 @@ def timeline(
     as_json: bool = typer.Option(False, "--json", help="Print the events as a JSON list."),
 ) -> None:
     """Dated events about a topic across the articles, in date order, each with its cited quote."""
-    from .answering import Assistant
+    from ..answering.ask import Assistant
 
     result = Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err).timeline(
         topic, since=since or "", until=until or "")
@@ -354,7 +354,7 @@ def verify(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Re-check that every quote of a saved answer still sits at its offsets in the current files."""
-    from .provenance import load_answer, verify as run_verify
+    from ..answering.provenance import load_answer, verify as run_verify
 
     report = run_verify(load_answer(answer_file), corpus, _settings())
     if as_json:
@@ -391,7 +391,7 @@ def eval_run(
     if ctx.invoked_subcommand is not None:
         return
     if timelines:
-        from .evaluate.timelines import run as run_timelines, write_report
+        from ..evaluate.timelines import run as run_timelines, write_report
 
         result = run_timelines(timelines, _settings(index_dir=index_dir, llm=llm), baseline=baseline)
         folder = write_report(result)
@@ -400,7 +400,7 @@ def eval_run(
         if not as_json:
             typer.echo(f"\nrun written to {folder}")
         return
-    from .evaluate.runner import run_eval
+    from ..evaluate.runner import run_eval
 
     settings = _settings(index_dir=index_dir, llm=llm)
     update, stop = _progress_callback("evaluating")
@@ -420,7 +420,7 @@ def eval_run(
 @boundary
 def eval_compare(run_a: str = typer.Argument(...), run_b: str = typer.Argument(...)) -> None:
     """Print each metric's change between two runs, and the questions that flipped."""
-    from .evaluate.compare import compare_runs
+    from ..evaluate.compare import compare_runs
 
     typer.echo(compare_runs(run_a, run_b))
 

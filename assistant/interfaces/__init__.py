@@ -1,0 +1,1 @@
+"""Interfaces: the command line, the terminal chat, the HTTP server and its client."""

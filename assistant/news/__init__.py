@@ -1,0 +1,1 @@
+"""News tools: timelines of a topic and groups of copied articles."""

@@ -1,0 +1,1 @@
+"""Search and evidence: hybrid retrieval, and the passages picked for the prompt."""
