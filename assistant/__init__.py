@@ -17,12 +17,12 @@ __all__ = [
 
 # Heavy parts load on first use so `import assistant` (and `assistant --help`) stays fast.
 _LAZY = {
-    "Assistant": ("answering", "Assistant"),
-    "ask": ("answering", "ask"),
-    "ChatSession": ("chat", "ChatSession"),
-    "build_index": ("indexing", "build_index"),
-    "search": ("retrieval", "search"),
-    "Filters": ("retrieval", "Filters"),
+    "Assistant": ("answering.ask", "Assistant"),
+    "ask": ("answering.ask", "ask"),
+    "ChatSession": ("interfaces.chat", "ChatSession"),
+    "build_index": ("indexing.build", "build_index"),
+    "search": ("search.retrieval", "search"),
+    "Filters": ("search.retrieval", "Filters"),
     "run_eval": ("evaluate.runner", "run_eval"),
 }
 

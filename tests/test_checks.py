@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import indexed_plain_folder
 
-from assistant import checks
+from assistant.answering import checks
 from assistant.answering.ask import Assistant
 from assistant.backends import ner
 from assistant.backends import get_llm

@@ -177,7 +177,7 @@ def test_server_down_exits_6_from_the_cli(corpus: Path, index_dir: Path, clean_e
 
 def test_a_single_node_chroma_run_is_probed_for_sparse_bm25_and_bm25s_is_used(
         chroma_url: str, corpus: Path, index_dir: Path) -> None:
-    from assistant import store
+    from assistant.indexing import store
 
     settings = _server_settings(chroma_url, index_dir, corpus, "server-probe")
     build_index(corpus, settings=settings)

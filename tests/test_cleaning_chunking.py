@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from assistant import store
+from assistant.indexing import store
 from assistant.indexing.chunking import chunk_text, split_sentences
 from assistant.reading.cleaning import clean_text, keep_spans
 from assistant.settings import Settings

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import indexed_plain_folder
 
-from assistant import evidence
+from assistant.search import evidence
 from assistant.answering.ask import Assistant
 from assistant.evaluate.dataset import EvalCase
 from assistant.evaluate.evidence import case_row, file_texts, measure, summarise

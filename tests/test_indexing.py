@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from assistant import indexing
+from assistant.indexing import build as indexing
 from assistant.backends.fakes import FakeEmbedder
 from assistant.errors import ConfigError, IndexLockedError, InputError
 from assistant.indexing.build import IndexLock, build_index

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from assistant import indexing, keyword
+from assistant.indexing import build as indexing, keyword
 from assistant.indexing.build import IndexLock, build_index
 from assistant.search.retrieval import Filters, get_retriever, search
 from assistant.settings import Settings

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from assistant import html_text
+from assistant.reading import html_text
 from assistant.indexing.build import build_index
 from assistant.reading.loaders import SkipFile, load_document, load_documents
 from assistant.search.retrieval import search
