@@ -12,24 +12,24 @@ import re
 import threading
 import time
 from datetime import datetime
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from . import checks
 from ..search import evidence
 from ..backends import get_llm
 from ..backends.base import ChatModel
-from .checks import Question, Verdict
+from .checks import Question
 from .citations import Source, normalize_labels, resolve
 from ..dates import date_to_epoch
 from ..search.injection import addresses_the_assistant
 from ..labels import labels_in, strip_labels
-from .notes import as_of, quote_if_only_labels, reconcile, undated_notes
+from .notes import compose, quote_if_only_labels
 from .prompts import render
 from ..search.retrieval import Filters, Retriever, get_retriever
 from ..settings import Settings
 from ..text_utils import content_terms
-from ..types import Check, Answer, Choice, Citation, Passage
+from ..types import Check, Answer, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
@@ -58,24 +58,6 @@ class Evidence:
     sources: list[Source]
     passages: list[Passage]
     searched: list[Passage] = field(default_factory=list)
-
-
-# Checks that judge one sentence: a failure withholds that sentence, not the answer.
-PER_SENTENCE = frozenset({Check.NUMBERS, Check.SUPPORTED})
-
-
-@dataclass
-class Judged:
-    """The verdicts gathered while answering, and what the model was shown and said."""
-
-    verdicts: list[Verdict] = field(default_factory=list)
-    gate: Choice | None = None
-    disagreement: checks.Disagreement | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def first_failure(self) -> Verdict | None:
-        """The verdict that declines the answer (per-sentence failures only withhold their sentence)."""
-        return next((v for v in self.verdicts if not v.passed and v.name not in PER_SENTENCE), None)
 
 
 class Assistant:
@@ -242,8 +224,9 @@ class Assistant:
 
         return self.settings.ner and ner.available()
 
-    def _on(self, name: str) -> bool:
-        return name not in self.settings.checks_off
+    def judge(self, llm: ChatModel | None = None) -> checks.Judge:
+        """The checks every answer passes, for these settings and this model."""
+        return checks.Judge(self.settings, llm or self.llm, trace=self.trace, ner=self._ner)
 
     def _run(self, question: str, filters: Filters | None, streaming: bool) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
@@ -255,50 +238,33 @@ class Assistant:
         q = self.understand(question)
         evidence = self.gather(q, filters)
         timings = {"retrieve_s": time.perf_counter() - t0}
-        judged = Judged()
+        judge = self.judge()
+        messages = self.messages(question, evidence.sources)
+        judged = judge.before(q, evidence.sources, evidence.searched, messages)
         if not evidence.sources:
-            judged.verdicts.append(Verdict(Check.RETRIEVAL, False, 0.0, "no passage matched the question"))
             yield from self._emit(self._declined(question, evidence, judged, timings, t0), streaming)
             return
-        if self._on(Check.ENTITIES):
-            judged.verdicts.append(checks.entities_found(q, evidence.searched))
-        llm = self.llm
-        messages = self.messages(question, evidence.sources)
-        if self._on(Check.ANSWERABLE) and (judged.first_failure() is None or self.trace):
-            verdict, judged.gate = checks.answerable(llm, messages, evidence.sources, self.settings.gate_none_max)
-            judged.verdicts.append(verdict)
-            judged.disagreement = checks.disagreement(q, evidence.sources, judged.gate, self.settings.conflict_min_p)
-            if judged.disagreement:
-                messages = self.messages(question, evidence.sources,
-                                         render("conflict", values=judged.disagreement.describe()))
+        if judged.disagreement:
+            messages = self.messages(question, evidence.sources,
+                                     render("conflict", values=judged.disagreement.describe()))
         timings["judge_s"] = time.perf_counter() - t0 - timings["retrieve_s"]
         declined_early = judged.first_failure() is not None
-        if declined_early and not self.trace:
+        if judge.stops(judged):
             yield from self._emit(self._declined(question, evidence, judged, timings, t0), streaming)
             return
         t1 = time.perf_counter()
         raw, usage = "", (0, 0)
         if streaming and not declined_early:
             parts: list[str] = []
-            buffered = ""
-            for delta in llm.stream(messages, max_tokens=self.settings.max_answer_tokens,
-                                    temperature=self.settings.temperature):
-                timings.setdefault("first_token_s", time.perf_counter() - t0)
-                parts.append(delta)
-                # Hold output back while it could still be the decline sentinel.
-                so_far = "".join(parts).lstrip()
-                if SENTINEL.startswith(so_far) or so_far.startswith(SENTINEL):
-                    continue
-                chunk, buffered = so_far[len(buffered):], so_far
-                if chunk:
-                    yield chunk
+            for chunk in self._stream_draft(messages, parts, timings, t0):
+                yield chunk
             raw = "".join(parts)
         else:
-            completion = llm.complete(messages, max_tokens=self.settings.max_answer_tokens,
-                                      temperature=self.settings.temperature)
+            completion = judge.llm.complete(messages, max_tokens=self.settings.max_answer_tokens,
+                                            temperature=self.settings.temperature)
             raw, usage = completion.text, (completion.prompt_tokens, completion.completion_tokens)
         timings["generate_s"] = time.perf_counter() - t1
-        answer = self._finish(q, raw, messages, llm, evidence, judged, timings, t0)
+        answer = self._finish(q, raw, messages, judge, evidence, judged, timings, t0)
         answer.prompt_tokens, answer.completion_tokens = usage
         if streaming:
             shown = raw.strip()
@@ -313,18 +279,32 @@ class Assistant:
                 yield Revision(("\n" if shown and not shown.startswith(SENTINEL) else "") + answer.answer)
         yield answer
 
+    def _stream_draft(self, messages: list[dict[str, str]], parts: list[str], timings: dict[str, float],
+                      t0: float) -> Iterator[str]:
+        """Stream the model's draft into `parts`, holding output back while it could still be the
+        decline sentinel."""
+        buffered = ""
+        for delta in self.llm.stream(messages, max_tokens=self.settings.max_answer_tokens,
+                                     temperature=self.settings.temperature):
+            timings.setdefault("first_token_s", time.perf_counter() - t0)
+            parts.append(delta)
+            so_far = "".join(parts).lstrip()
+            if SENTINEL.startswith(so_far) or so_far.startswith(SENTINEL):
+                continue
+            chunk, buffered = so_far[len(buffered):], so_far
+            if chunk:
+                yield chunk
+
     @staticmethod
     def _emit(answer: Answer, streaming: bool) -> Iterator[str | Answer]:
         if streaming:
             yield answer.answer
         yield answer
 
-    def _declined(self, question: str, evidence: Evidence, judged: Judged, timings: dict[str, float],
+    def _declined(self, question: str, evidence: Evidence, judged: checks.Judged, timings: dict[str, float],
                   t0: float, draft: str = "") -> Answer:
         timings["total_s"] = time.perf_counter() - t0
-        failure = judged.first_failure()
-        if failure is None:
-            failure = next((v for v in judged.verdicts if not v.passed), None)
+        failure = judged.decline_reason()
         reason = failure.name if failure else "model_declined"
         text = DECLINE_TEXT
         if failure is not None and failure.name == Check.ENTITIES:
@@ -333,90 +313,44 @@ class Assistant:
                       timings=timings, decline_reason=reason, verdicts=judged.verdicts, draft=draft,
                       notes=judged.notes)
 
-    def _finish(self, q: Question, raw: str, messages: list[dict[str, str]], llm: ChatModel, evidence: Evidence,
-                judged: Judged, timings: dict[str, float], t0: float) -> Answer:
+    def _finish(self, q: Question, raw: str, messages: list[dict[str, str]], judge: checks.Judge,
+                evidence: Evidence, judged: checks.Judged, timings: dict[str, float], t0: float) -> Answer:
         question = q.text
         text = raw.strip()
         if not text or text.startswith(SENTINEL) or text.replace(SENTINEL, "").strip(" .") == "":
-            judged.verdicts.append(Verdict(Check.MODEL_DECLINED, False, None, "the model wrote that the sources do not say"))
+            judge.model_declined(judged)
             return self._declined(question, evidence, judged, timings, t0)
         text = quote_if_only_labels(q, text.replace(SENTINEL, "").strip(), evidence.sources)
         resolution = resolve(text, evidence.sources, embed=None, question=question)
         t2 = time.perf_counter()
-        kept: list[str] = []
-        refused: list[str] = []
+        claims = checks.Claims()
         seen: set[str] = set()
         for sentence in resolution.cited_sentences:
             key = " ".join(strip_labels(sentence).lower().split())
             if key in seen:
                 continue  # a small model sometimes repeats a sentence word for word
             seen.add(key)
-            labels = labels_in(sentence)
-            refuse = False
-            if self._on(Check.NUMBERS) and self._ner:
-                verdict = checks.numbers_found(q, _plain(sentence), evidence.sources, labels)
-                judged.verdicts.append(verdict)
-                refuse = not verdict.passed
-            # A made-up figure needs no model call, except in a traced run (every check on every sentence).
-            if self._on(Check.SUPPORTED) and (not refuse or self.trace):
-                verdict = checks.supported(llm, messages, raw, _plain(sentence), labels,
-                                           self.settings.support_min)
-                judged.verdicts.append(verdict)
-                refuse = refuse or not verdict.passed
-            (refused if refuse else kept).append(sentence)
+            ok = judge.claim(q, _plain(sentence), labels_in(sentence), messages, raw, evidence.sources, judged)
+            (claims.kept if ok else claims.refused).append(sentence)
         timings["support_s"] = time.perf_counter() - t2
         draft = " ".join(resolution.cited_sentences)
-        if self.trace and self._on(Check.ADDRESSES):
-            # The answer-type verdict on the draft too, so an ablation without the support check can be scored.
-            v = checks.addresses(q, draft)
-            judged.verdicts.append(Verdict(Check.ADDRESSES_DRAFT, True, v.score, v.reason))
-        if not kept:
-            judged.verdicts.append(Verdict(Check.SUPPORTED_ANY, False, 0.0,
-                                           "no sentence of the answer is stated by the source it cites "
-                                           "(or every one gives a figure no source states)"))
-            return self._declined(question, evidence, judged, timings, t0, draft=draft)
-        if self._on(Check.ADDRESSES):
-            judged.verdicts.append(checks.addresses(q, " ".join(kept)))
-        if self.settings.pick_check and self._on(Check.PICKED) and (judged.first_failure() is None or self.trace):
-            choice = checks.pick(llm, messages, q, evidence.sources)
-            judged.verdicts.append(checks.picked(q, " ".join(kept), choice, self.settings.pick_none_max))
+        judge.after(q, claims, draft, messages, evidence.sources, judged)
         if judged.first_failure() is not None:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
-        added: list[tuple[str, Citation]] = []
-        if judged.disagreement:
-            def states(sentence: str, label: str) -> bool:
-                return checks.supported(llm, messages, sentence, _plain(sentence), [label],
-                                        self.settings.support_min).passed
-            kept, added = reconcile(judged.disagreement, kept, evidence.sources, states, q.kind)
-            kept.extend(sentence for sentence, _ in added if sentence)
-        answer_text = " ".join(kept)
-        if q.kind == "when":
-            judged.notes.extend(undated_notes(answer_text, evidence.sources))
-        if q.current:
-            answer_text, earlier = as_of(answer_text, resolution.citations, evidence.sources, judged.gate,
-                                         self.settings.conflict_min_p)
-            if earlier:
-                answer_text += " " + " ".join(sentence for sentence, _ in earlier)
-            added.extend(earlier)
-            judged.notes.extend(self.staleness_notes())
+        composed = compose(q, claims.kept, resolution.citations, evidence.sources,
+                           {p.file: p.copies for p in evidence.searched if p.copies}, judged.disagreement,
+                           judged.gate, lambda sentence, label: judge.states(messages, sentence, _plain(sentence), label),
+                           self.settings.conflict_min_p, self.staleness_notes)
+        judged.notes.extend(composed.notes)
         timings["total_s"] = time.perf_counter() - t0
-        citations = [c for c in resolution.citations if f"[{c.label}]" in answer_text]
-        citations += [c for _, c in added if c not in citations]
-        copies_of = {p.file: p.copies for p in evidence.searched if p.copies}
-        citations = [replace(c, copies=copies_of.get(c.file, ())) for c in citations]
-        cited_files = {c.file for c in citations}
-        independent = len({min((c.file, *c.copies)) for c in citations})
-        carried = len(cited_files | {f for c in citations for f in c.copies})
-        if carried > independent:
-            judged.notes.append(f"Confirmed by {independent} independent source{'s' if independent > 1 else ''}; "
-                                f"{carried} files carry the cited text (copies are counted once).")
+        cited_files = {c.file for c in composed.citations}
         sources = [p for p in evidence.passages if p.file in cited_files] or evidence.passages[:3]
-        withheld = [_plain(s) for s in refused]  # only what the figure and support checks refused
-        return Answer(question=question, answer=answer_text, declined=False, citations=citations,
+        withheld = [_plain(s) for s in claims.refused]  # only what the figure and support checks refused
+        return Answer(question=question, answer=composed.text, declined=False, citations=composed.citations,
                       sources=sources, timings=timings, unsupported_sentences=withheld,
                       uncited_sentences=resolution.uncited, verdicts=judged.verdicts, draft=draft,
-                      notes=judged.notes, independent_sources=independent,
-                      provenance=self.provenance([c.file for c in citations], llm.model_id))
+                      notes=judged.notes, independent_sources=composed.independent,
+                      provenance=self.provenance([c.file for c in composed.citations], judge.llm.model_id))
 
 
 def _plain(sentence: str) -> str:

@@ -6,6 +6,7 @@ its citation."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from . import checks
@@ -143,3 +144,47 @@ def undated_notes(answer: str, sources: list[Source]) -> list[str]:
     cited = set(labels_in(answer))
     files = list(dict.fromkeys(s.file for s in sources if s.label in cited and not s.date))
     return [f"{f} gives no publication date, so the year of a date it states without one is unknown." for f in files]
+
+
+@dataclass
+class Composed:
+    """The answer as it is shown: its text, its citations, the notes beside it and how many
+    independent sources (copies counted once) carry it."""
+
+    text: str
+    citations: list[Citation]
+    notes: list[str]
+    independent: int
+
+
+def compose(q: Question, kept: list[str], citations: list[Citation], sources: list[Source],
+            copies_of: dict[str, tuple[str, ...]], found: checks.Disagreement | None, gate: Choice | None,
+            states: Callable[[str, str], bool], conflict_min_p: float,
+            staleness: Callable[[], list[str]]) -> Composed:
+    """Join the kept sentences and add what is said beside them: the other values sources give
+    (`reconcile`), for a when-question the sources that carry no date, for a question about now
+    the date it is true as of and how stale the folder is, and a note when copies of one article
+    carry the cited text. Only citations the final text uses are kept."""
+    notes: list[str] = []
+    added: list[tuple[str, Citation]] = []
+    if found:
+        kept, added = reconcile(found, kept, sources, states, q.kind)
+        kept.extend(sentence for sentence, _ in added if sentence)
+    text = " ".join(kept)
+    if q.kind == "when":
+        notes.extend(undated_notes(text, sources))
+    if q.current:
+        text, earlier = as_of(text, citations, sources, gate, conflict_min_p)
+        if earlier:
+            text += " " + " ".join(sentence for sentence, _ in earlier)
+        added.extend(earlier)
+        notes.extend(staleness())
+    used = [c for c in citations if f"[{c.label}]" in text]
+    used += [c for _, c in added if c not in used]
+    used = [replace(c, copies=copies_of.get(c.file, ())) for c in used]
+    independent = len({min((c.file, *c.copies)) for c in used})
+    carried = len({c.file for c in used} | {f for c in used for f in c.copies})
+    if carried > independent:
+        notes.append(f"Confirmed by {independent} independent source{'s' if independent > 1 else ''}; "
+                     f"{carried} files carry the cited text (copies are counted once).")
+    return Composed(text, used, notes, independent)
