@@ -39,7 +39,7 @@ KEEPALIVE_S = 2.0
 GRACE_S = 3.0  # on shutdown, how long requests in progress may still finish
 DISCOVERY = "server.json"
 ENDPOINTS = ("/", "/docs", "/healthz", "/v1/models", "/v1/ask", "/v1/ask/stream", "/v1/chat/completions",
-             "/v1/search", "/v1/timeline", "/v1/files/{name}")
+             "/v1/search", "/v1/timeline", "/v1/files", "/v1/files/{name}")
 T = TypeVar("T")
 
 

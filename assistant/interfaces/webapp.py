@@ -36,9 +36,21 @@ def corpus_root(server: "AssistantServer") -> Path:
     return Path(manifest.get("corpus") or server.settings.corpus_dir)
 
 
+def indexed_files(server: "AssistantServer") -> list[dict[str, str]]:
+    """The indexed files, with the date and title metadata.json gives them."""
+    from ..indexing.store import read_manifest
+    from ..reading.loaders import read_metadata
+
+    manifest = read_manifest(server.assistant.retriever.loc) or {}
+    metadata = read_metadata(corpus_root(server))
+    return [{"file": name, "date": str(metadata.get(name, {}).get("date", "")),
+             "title": str(metadata.get(name, {}).get("title", ""))} for name in sorted(manifest.get("files", {}))]
+
+
 def article(server: "AssistantServer", name: str) -> dict[str, Any]:
     """An article's text as the indexer read it (what citation offsets point into): as `verify()`
-    re-reads it, with `load_document`. Only files inside the corpus folder are read."""
+    re-reads it, with `load_document`. Only indexed files inside the corpus folder are read."""
+    from ..indexing.store import read_manifest
     from ..reading.loaders import SkipFile, load_document, read_metadata
 
     root = corpus_root(server).resolve()
@@ -46,6 +58,8 @@ def article(server: "AssistantServer", name: str) -> dict[str, Any]:
     if not name or Path(name).is_absolute() or ".." in Path(name).parts or not path.is_relative_to(root) \
             or path == root:
         raise Reject(403, f"{name!r} is not a file in the corpus folder")
+    if name not in (read_manifest(server.assistant.retriever.loc) or {}).get("files", {}):
+        raise Reject(404, f"{name}: not a file of the index (see GET /v1/files)")
     metadata = read_metadata(root)
     try:
         doc = load_document(path, name, server.settings.max_file_bytes, metadata.get(name))
@@ -98,6 +112,10 @@ def add_web(app: FastAPI, server: "AssistantServer", api_dependencies: list[Any]
         future = server.submit(work)
         return StreamingResponse(_lines(future, events, gone), media_type="application/x-ndjson",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @api.get("/v1/files", tags=["assistant"], summary="The indexed files, with their dates and titles when known")
+    def file_list() -> JSONResponse:
+        return JSONResponse({"files": indexed_files(server)})
 
     @api.get("/v1/files/{name:path}", tags=["assistant"],
              summary="An article's text as the indexer read it: citation offsets index into `text`")
