@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -601,3 +602,110 @@ def test_a_server_killed_mid_answer_is_an_error_not_a_quiet_end(
     assert url in str(failures[0]) and "assistant serve" in str(failures[0])
     assert find_server(Settings.from_env()) is None  # server.json is left behind, and ignored
     (Path(built.index_dir) / "server.json").unlink(missing_ok=True)
+
+
+# -- the endpoints the web page reads, the docs, and a client that leaves ---------------------------
+
+def _get(url: str, path: str, token: str = "") -> tuple[int, Any]:
+    return _post(url, path, b"", token=token, method="GET")
+
+
+def test_v1_ask_stream_sends_the_draft_then_the_same_answer_as_v1_ask(server: AssistantServer) -> None:
+    conn = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=30)
+    conn.request("POST", "/v1/ask/stream", body=json.dumps({"question": ASTELLAS_Q}),
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("application/x-ndjson")
+    events = [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+    conn.close()
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "answer" and kinds.count("delta") > 1 and "error" not in kinds
+    final = events[-1]["answer"]
+    whole = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})[1]
+    assert final["answer"] == whole["answer"] and final["citations"] == whole["citations"]
+    assert "Astellas" in "".join(e["text"] for e in events if e["type"] == "delta")  # the draft, as it was made
+
+
+def test_v1_ask_with_history_rewrites_the_follow_up(server: AssistantServer) -> None:
+    first = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})[1]
+    status, body = _post(server.url, "/v1/ask", {"question": "When was that employee detained?",
+                                                 "history": [{"question": ASTELLAS_Q, "answer": first["answer"]}]})
+    rewrites = [m[-1]["content"] for m in get_llm(server.settings).requests if m[-1]["content"].startswith("Rewrite")]
+    assert status == 200 and body["question"] == "When was that employee detained?" and body["standalone_question"]
+    assert rewrites and ASTELLAS_Q in rewrites[-1]
+
+
+def test_v1_files_gives_the_indexed_text_and_refuses_anything_else(server: AssistantServer) -> None:
+    status, listing = _get(server.url, "/v1/files")
+    assert status == 200 and len(listing["files"]) == 5 and listing["files"][0]["date"]
+    answer = _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})[1]
+    c = answer["citations"][0]
+    status, article = _get(server.url, f"/v1/files/{c['file']}")
+    assert status == 200 and article["text"][c["start"]:c["end"]] == c["quote"]
+    outside = Path(server.settings.corpus_dir).parent / "secret.txt"
+    outside.write_text("not an article")
+    for path, expected in (("/v1/files/../secret.txt", 403), ("/v1/files/%2E%2E/secret.txt", 403),
+                           ("/v1/files/..%2Fsecret.txt", 403), ("/v1/files/%2Fetc%2Fpasswd", 403),
+                           ("/v1/files/metadata.json", 404), ("/v1/files/nothing.txt", 404)):
+        status, reply = _get(server.url, path)
+        assert status == expected and "not an article" not in json.dumps(reply), (path, status)
+
+
+def test_v1_search_and_v1_timeline(server: AssistantServer) -> None:
+    status, found = _get(server.url, "/v1/search?q=seafood%20import%20ban&k=2&file=003_f17476cd56e4653e.txt")
+    assert status == 200 and found["passages"] and len(found["passages"]) <= 2
+    assert {p["file"] for p in found["passages"]} == {"003_f17476cd56e4653e.txt"}
+    status, found = _get(server.url, "/v1/search?q=seafood%20import%20ban&k=3")
+    assert status == 200 and len(found["passages"]) == 3 and all(p["text"] for p in found["passages"])
+    assert _get(server.url, "/v1/search?q=ban&since=yesterday")[0] == 400
+    status, timeline = _get(server.url, "/v1/timeline?topic=Hayashi%20Qin%20Gang%20meeting%20visit%20Beijing")
+    assert status == 200 and timeline["events"] and {"date", "status", "citations"} <= set(timeline["events"][0])
+    status, reply = _get(server.url, "/v1/timeline")
+    assert status == 400 and "'topic'" in reply["error"]["message"]
+
+
+def test_openapi_and_the_docs_are_served_from_this_process(server: AssistantServer) -> None:
+    status, schema = _get(server.url, "/openapi.json")
+    assert status == 200 and {"/v1/ask", "/v1/chat/completions", "/v1/ask/stream", "/v1/timeline"} <= set(schema["paths"])
+    assert "question" in schema["components"]["schemas"]["AskRequest"]["properties"]
+    for path in ("/docs", "/"):
+        with urllib.request.urlopen(server.url + path, timeout=10) as reply:
+            page = reply.read().decode()
+        assert reply.status == 200 and not re.search(r"""(src|href)=["']https?:""", page), path
+    with urllib.request.urlopen(server.url + "/docs/assets/swagger-ui-bundle.js", timeout=10) as reply:
+        assert reply.status == 200 and len(reply.read()) > 100_000
+
+
+def test_the_page_and_docs_need_no_token_but_the_api_does(token_server: AssistantServer) -> None:
+    assert _get(token_server.url, "/openapi.json")[0] == 200
+    for path in ("/v1/files", "/v1/search?q=ban", "/v1/timeline?topic=ban"):
+        assert _get(token_server.url, path)[0] == 401, path
+    assert _get(token_server.url, "/v1/files", token=TOKEN)[0] == 200
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_place_and_the_server_goes_on(
+        server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_mod, "KEEPALIVE_S", 0.05)
+    release = threading.Event()
+    real = server.answer
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server, "answer", held)
+    before = server.answered
+    sock = socket.create_connection(server.url.removeprefix("http://").split(":"), timeout=30)
+    body = json.dumps({"messages": [{"role": "user", "content": ASTELLAS_Q}], "stream": True}).encode()
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert b"keep-alive" in sock.recv(65536) + sock.recv(65536)  # the stream has begun
+    sock.close()  # the client leaves while its answer is made
+    assert health(server.url)["queue"] == 1
+    release.set()
+    deadline = time.monotonic() + 30
+    while health(server.url)["queue"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health(server.url)["queue"] == 0 and server.answered == before + 1  # made, and its place freed
+    resp = _client(server.url).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
+    assert "Astellas" in resp.choices[0].message.content
