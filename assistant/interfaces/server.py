@@ -76,6 +76,17 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, the access log on stderr too (stdout is left to the program's output)."""
+    import copy
+
+    import uvicorn.config
+
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
 class AssistantServer:
     """The bound socket, the FastAPI app and the one Assistant they share; `url`, `serve_forever()`,
     `shutdown()` and `server_close()` as on a `socketserver` server."""
@@ -106,8 +117,8 @@ class AssistantServer:
         import uvicorn
 
         config = uvicorn.Config(self.app, lifespan="off", ws="none", log_level="info" if self.verbose else "warning",
-                                access_log=self.verbose, log_config=uvicorn.config.LOGGING_CONFIG if self.verbose
-                                else None, timeout_graceful_shutdown=int(GRACE_S), server_header=False)
+                                access_log=self.verbose, log_config=_log_config() if self.verbose else None,
+                                timeout_graceful_shutdown=int(GRACE_S), server_header=False)
         self._uvicorn = uvicorn.Server(config)
         self._serving.set()
         try:

@@ -253,14 +253,14 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
-// Stack labels in rows so that none overlaps the one before it in its row.
-function rows(events, x, width) {
-  const ends = [];
+// Stack labels in rows so that none overlaps another in its row (`span` gives a label's [left, right]).
+function rows(events, span) {
+  const taken = [];
   return events.map((e) => {
-    const left = x(e);
-    let row = ends.findIndex((end) => left > end + 8);
-    if (row < 0) { row = ends.length; ends.push(0); }
-    ends[row] = left + width(e);
+    const [left, right] = span(e);
+    let row = taken.findIndex((spans) => spans.every(([l, r]) => right + 8 < l || left > r + 8));
+    if (row < 0) { row = taken.length; taken.push([]); }
+    taken[row].push([left, right]);
     return row;
   });
 }
@@ -277,12 +277,14 @@ function renderTimeline(data) {
   const times = events.map((e) => dayOf(e.date));
   let lo = Math.min(...times), hi = Math.max(...times);
   if (hi - lo < 30 * 864e5) { lo -= 15 * 864e5; hi += 15 * 864e5; }
-  const x = (e) => pad + (dayOf(e.date) - lo) / (hi - lo) * (W - 2 * pad - 200);
+  const x = (e) => pad + (dayOf(e.date) - lo) / (hi - lo) * (W - 2 * pad);
   const label = (e) => `${e.date}: ${clip(e.event, labelChars)}`;
   const width = (e) => label(e).length * 5.6;
+  const flipped = (e) => x(e) + 4 + width(e) > W - 4;  // near the right edge: the label goes left of its mark
+  const span = (e) => flipped(e) ? [x(e) - 4 - width(e), x(e)] : [x(e), x(e) + 4 + width(e)];
   const happened = events.filter((e) => e.status !== "planned");
   const planned = events.filter((e) => e.status === "planned");
-  const upRows = rows(happened, x, width), downRows = rows(planned, x, width);
+  const upRows = rows(happened, span), downRows = rows(planned, span);
   const up = Math.max(0, ...upRows.map((r) => r + 1)), down = Math.max(0, ...downRows.map((r) => r + 1));
   const axisY = 30 + up * rowH + 14;
   const H = axisY + 34 + down * rowH + 14;
@@ -291,7 +293,7 @@ function renderTimeline(data) {
     svg("text", { class: "lane", x: 4, y: 14 }, "happened"),
     svg("text", { class: "lane", x: 4, y: axisY + 30 }, "planned"));
   for (const [t, text] of ticks(lo, hi)) {
-    const tx = pad + (t - lo) / (hi - lo) * (W - 2 * pad - 200);
+    const tx = pad + (t - lo) / (hi - lo) * (W - 2 * pad);
     root.append(svg("line", { class: "axis", x1: tx, x2: tx, y1: axisY - 4, y2: axisY + 4 }),
       svg("text", { class: "tick", x: tx, y: axisY + 16, "text-anchor": "middle" }, text));
   }
@@ -305,7 +307,8 @@ function renderTimeline(data) {
     const g = svg("g", { class: `event ${isPlanned ? "planned" : "happened"}`, tabindex: "0",
       "data-index": String(e.index), "data-date": e.date, "data-status": e.status },
       svg("line", { class: "axis", x1: ex, x2: ex, y1: axisY, y2: ly + (isPlanned ? -10 : 3), "stroke-dasharray": "2 2" }),
-      marker, svg("text", { class: "label", x: ex + 4, y: ly }, label(e)),
+      marker, svg("text", { class: "label", x: flipped(e) ? ex - 4 : ex + 4, y: ly,
+        "text-anchor": flipped(e) ? "end" : "start" }, label(e)),
       svg("title", {}, `${e.date}${isPlanned ? " (planned)" : ""}: ${e.event}`));
     if (c) {
       g.addEventListener("click", () => openAt(c.file, c.start, c.end));
