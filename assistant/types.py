@@ -83,7 +83,7 @@ class Citation:
 
 
 class Check(StrEnum):
-    """The name of every verdict an answer can get. The first six are checks (`CHECKS`), each of
+    """The name of every verdict an answer can get. The first seven are checks (`CHECKS`), each of
     which `ASSISTANT_CHECKS_OFF` can switch off for an ablation; the rest record how the pipeline
     itself ended or what a traced run measured. Members are strings, so records stay plain JSON."""
 
@@ -93,13 +93,15 @@ class Check(StrEnum):
     SUPPORTED = "supported"
     ADDRESSES = "addresses"
     PICKED = "picked"
+    CITE = "cite"  # a sentence the model left unlabelled (or mis-cited) gets the source that carries it
     RETRIEVAL = "retrieval"  # no passage matched
     MODEL_DECLINED = "model_declined"  # the model wrote that the sources do not say
     SUPPORTED_ANY = "supported_any"  # every sentence was withheld
     ADDRESSES_DRAFT = "addresses_draft"  # traced: the answer-type verdict on the draft
 
 
-CHECKS = (Check.ENTITIES, Check.ANSWERABLE, Check.NUMBERS, Check.SUPPORTED, Check.ADDRESSES, Check.PICKED)
+CHECKS = (Check.ENTITIES, Check.ANSWERABLE, Check.NUMBERS, Check.SUPPORTED, Check.ADDRESSES, Check.PICKED,
+          Check.CITE)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from assistant.backends import get_llm
 from assistant.backends.choice import grammar, to_choice
 from assistant.backends.fakes import QueueChatModel
 from assistant.answering.checks import Question, addresses, disagreement, entities_found, figures, numbers_found, understand
-from assistant.answering.citations import Source
+from assistant.labels import Source
 from assistant.search.retrieval import Filters
 from assistant.settings import Settings
 from assistant.types import Choice, Passage

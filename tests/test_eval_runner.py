@@ -205,6 +205,11 @@ def test_a_recorded_run_replays_identically_and_a_changed_prompt_is_caught(
     changed = run_eval(gold, settings=smaller, runs_dir=tmp_path / "c", replay=recording)
     missed = [r for r in changed.cases if "ReplayMiss" in r["error"]]
     assert missed and differences(_cases(recorded.run_dir), _cases(changed.run_dir))
+    assert changed.summary["run"]["replay_misses"] >= len(missed)
+    # With the fallback, what the recording lacks goes to the model: no case fails.
+    mixed = run_eval(gold, settings=smaller, runs_dir=tmp_path / "d", replay=recording, replay_fallback=True)
+    assert not any(r["error"] for r in mixed.cases) and mixed.summary["run"]["replay_misses"] >= len(missed)
+    assert replayed.summary["run"]["replay_misses"] == 0
 
 
 def test_replay_refuses_the_baseline_and_a_file_that_is_not_a_recording(eval_settings: Settings,

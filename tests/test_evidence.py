@@ -155,7 +155,7 @@ def test_the_measure_runs_from_the_command_line_and_writes_its_rows(bbc: Setting
 
 def test_the_heading_names_the_file_its_headline_and_date() -> None:
     from assistant.answering.ask import source_heading
-    from assistant.answering.citations import Source
+    from assistant.labels import Source
 
     assert source_heading(Source("S1", "a.txt", 0, 1, "x", date="2024-12-25", title="Talks  resume")) == \
         'a.txt "Talks resume", published 2024-12-25:'

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answering.citations import Source, normalize_labels, resolve
+from assistant.answering.citations import normalize_labels, resolve
+from assistant.labels import Source
 
 TEXT = "During their meeting on April 2, Hayashi asked Qin to visit Japan."
 

@@ -22,7 +22,10 @@ from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
 from assistant.indexing.chunking import split_sentences
-from assistant.answering.citations import Source, resolve
+from assistant.answering.checks import understand
+from assistant.answering.checks.cite import carried, labels_for
+from assistant.answering.citations import resolve
+from assistant.labels import Source
 from assistant.indexing.build import build_index
 from assistant.reading.loaders import load_document
 from assistant.search.retrieval import get_retriever
@@ -147,10 +150,10 @@ def test_resolved_citations_name_indexed_files_and_quote_them_verbatim(world: Wo
     sentences = [world.texts[s.file][s.start:s.end] for s in sources]
     sentences += [s.text[sp.start:sp.end] for s in sources for sp in split_sentences(s.text)]
     text = render(recipe, sentences)
-    embed = get_retriever(world.settings).embed_texts
-    resolution = resolve(text, sources, embed=embed)
+    question = understand("What did the ministers agree?", use_ner=True)
+    resolution = resolve(text, sources, cite=lambda sentence, labels: labels_for(question, sentence, labels, sources,
+                                                                                 use_ner=True))
     assert_sound(resolution.text, resolution.citations, sources, world)
-    assert set(resolution.dropped_labels).isdisjoint({s.label for s in sources})
 
 
 def test_label_hidden_inside_another_label_never_shows_in_the_answer(world: World) -> None:
@@ -163,19 +166,20 @@ def test_label_hidden_inside_another_label_never_shows_in_the_answer(world: Worl
 
 @PROPERTY
 @given(data=st.data())
-def test_a_source_sentence_quoted_verbatim_with_its_own_label_is_supported(world: World, data: Any) -> None:
+def test_a_source_sentence_quoted_verbatim_with_its_own_label_is_carried_by_it(world: World, data: Any) -> None:
     file, start, end, text, date = data.draw(st.sampled_from(world.spans))
     source = Source(label="S1", file=file, start=start, end=end, text=text, date=date)
     resolution = resolve(f"{text} [S1]", [source])
-    assert not resolution.unsupported and not resolution.uncited, (text, resolution)
+    assert not resolution.uncited, (text, resolution)
     assert resolution.citations and resolution.citations[0].quote in text
+    assert carried(understand("What happened?", use_ner=True), text, [source], use_ner=True), text
 
 
 @pytest.mark.parametrize("needle", ["Tokyo-Seoul", "Indo-Pacific", "U.S.", "Covid-19"])
-def test_verbatim_sentence_with_hyphenated_or_dotted_name_supports_itself(world: World, needle: str) -> None:
+def test_verbatim_sentence_with_hyphenated_or_dotted_name_is_carried_by_itself(world: World, needle: str) -> None:
     file, start, end, text, date = next(s for s in world.spans if needle in s[3])
-    resolution = resolve(f"{text} [S1]", [Source("S1", file, start, end, text, date)])
-    assert not resolution.unsupported, f"a verbatim quote with {needle!r} was flagged unsupported"
+    assert carried(understand("What happened?", use_ner=True), text, [Source("S1", file, start, end, text, date)],
+                   use_ner=True), f"a verbatim quote with {needle!r} was not carried by its own source"
 
 
 # --- through Assistant.ask with the queue model ---------------------------------------------------

@@ -709,3 +709,23 @@ def test_a_client_that_leaves_mid_stream_frees_its_place_and_the_server_goes_on(
     assert health(server.url)["queue"] == 0 and server.answered == before + 1  # made, and its place freed
     resp = _client(server.url).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
     assert "Astellas" in resp.choices[0].message.content
+
+
+def test_a_page_that_leaves_while_its_question_waits_for_the_model_is_dropped_from_the_queue(
+        server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_mod, "KEEPALIVE_S", 0.05)
+    before = server.answered
+    with server.lock:  # the model is busy with another question
+        sock = socket.create_connection(server.url.removeprefix("http://").split(":"), timeout=30)
+        body = json.dumps({"question": ASTELLAS_Q}).encode()
+        sock.sendall(b"POST /v1/ask/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert b'"wait"' in sock.recv(65536)
+        assert health(server.url)["queue"] == 1
+        sock.close()
+        time.sleep(0.5)  # several keep-alive beats: the server notices the client is gone
+    deadline = time.monotonic() + 30
+    while health(server.url)["queue"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert health(server.url)["queue"] == 0 and server.answered == before  # never answered
+    assert _post(server.url, "/v1/ask", {"question": ASTELLAS_Q})[0] == 200 and server.answered == before + 1

@@ -20,7 +20,8 @@ from ..search import evidence
 from ..backends import get_llm
 from ..backends.base import ChatModel
 from .checks import Question
-from .citations import Source, normalize_labels, resolve
+from .citations import normalize_labels, resolve
+from ..labels import Source
 from ..dates import date_to_epoch
 from ..search.injection import addresses_the_assistant
 from ..labels import labels_in, strip_labels
@@ -321,7 +322,8 @@ class Assistant:
             judge.model_declined(judged)
             return self._declined(question, evidence, judged, timings, t0)
         text = quote_if_only_labels(q, text.replace(SENTINEL, "").strip(), evidence.sources)
-        resolution = resolve(text, evidence.sources, embed=None, question=question)
+        resolution = resolve(text, evidence.sources,
+                             cite=lambda sentence, labels: judge.cite(q, sentence, labels, evidence.sources, judged))
         t2 = time.perf_counter()
         claims = checks.Claims()
         seen: set[str] = set()

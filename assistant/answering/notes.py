@@ -11,7 +11,8 @@ from typing import Callable, Sequence
 
 from . import checks
 from .checks import Question
-from .citations import Source, lexical_support, normalize_labels
+from .citations import lexical_support, normalize_labels
+from ..labels import Source
 from ..dates import date_to_epoch, date_words
 from ..labels import blank_labels, labels_in, number, strip_labels
 from ..sentences import split_sentences

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import InputError
 
@@ -72,12 +72,16 @@ class RecordingChatModel:
 
 
 class ReplayChatModel:
-    """Answers from a recording; a request that was not recorded raises `ReplayMiss`."""
+    """Answers from a recording; a request that was not recorded raises `ReplayMiss`, or, with a
+    `fallback` (a function that builds the real model, called once on the first miss), goes to that
+    model, so a behaviour change is measured at the cost of only the requests it changed."""
 
-    def __init__(self, path: str | Path, model_id: str = "replay") -> None:
+    def __init__(self, path: str | Path, model_id: str = "replay", fallback: Callable[[], Any] | None = None) -> None:
         self.model_id = model_id
         self.replies: dict[str, dict[str, Any]] = {}
         self.misses: list[str] = []
+        self._fallback = fallback
+        self._model: Any = None
         try:
             with open(path, encoding="utf-8") as f:
                 for line in f:
@@ -87,9 +91,17 @@ class ReplayChatModel:
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"{path} is not a recording written by --record ({exc})") from None
 
+    def _miss(self, key: str) -> Any:
+        """The real model for a request the recording lacks (None without a fallback)."""
+        self.misses.append(key)
+        if self._fallback is None:
+            return None
+        if self._model is None:
+            self._model = self._fallback()
+        return self._model
+
     def _reply(self, key: str, messages: list[dict[str, str]]) -> dict[str, Any]:
         if key not in self.replies:
-            self.misses.append(key)
             raise ReplayMiss("replay: this request was never recorded, so the prompt changed: "
                              f"{messages[-1]['content'][-300:]!r}")
         return self.replies[key]
@@ -97,6 +109,8 @@ class ReplayChatModel:
     def complete(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
                  stop: list[str] | None = None) -> Completion:
         key = request_key("complete", messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
+        if key not in self.replies and (model := self._miss(key)) is not None:
+            return model.complete(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
         row = self._reply(key, messages)
         return Completion(text=row["text"], prompt_tokens=row["prompt_tokens"],
                           completion_tokens=row["completion_tokens"])
@@ -104,8 +118,14 @@ class ReplayChatModel:
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
                stop: list[str] | None = None) -> Iterator[str]:
         key = request_key("stream", messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
+        if key not in self.replies and (model := self._miss(key)) is not None:
+            yield from model.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
+            return
         yield from self._reply(key, messages)["deltas"]
 
     def choose(self, messages: list[dict[str, str]], options: Sequence[str]) -> Choice:
-        row = self._reply(request_key("choose", messages, options=list(options)), messages)
+        key = request_key("choose", messages, options=list(options))
+        if key not in self.replies and (model := self._miss(key)) is not None:
+            return model.choose(messages, options)
+        row = self._reply(key, messages)
         return Choice(option=row["option"], probs=row["probs"], calibrated=row["calibrated"])

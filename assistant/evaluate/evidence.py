@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..answering.citations import Source
+from ..labels import Source
 from .dataset import EvalCase, load_dataset
 
 

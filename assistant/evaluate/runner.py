@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..answering.citations import answer_sentences, lexical_support, supports
+from ..answering.citations import answer_sentences, lexical_support
+from .support_judge import supports
 from ..dates import date_words
 from ..errors import AssistantError, InputError
 from ..settings import REPO_DIR, Settings
@@ -180,7 +181,7 @@ def score_case(case: EvalCase, answer: Answer, latency: float, ranked: Sequence[
 
 def alce_scores(answer: Answer, dates: dict[str, str],
                 embed: Callable[[Sequence[str]], list[list[float]]] | None) -> dict[str, Any]:
-    """ALCE citation recall/precision of one answer, judged by `citations.supports` (None if declined)."""
+    """ALCE citation recall/precision of one answer, judged by `support_judge.supports` (None if declined)."""
     if answer.declined:
         return {"alce_recall": None, "alce_precision": None, "alce_sentences": []}
     sentences = alce_sentences(answer, dates)
@@ -290,8 +291,8 @@ def _run_dir(runs_dir: str | Path, settings: Settings, baseline: bool) -> Path:
     return path
 
 
-def _engine(settings: Settings, baseline: bool, record: str | Path | None = None, replay: str | Path | None = None
-            ) -> tuple[Engine, Callable[[str, int], list[Passage]], str]:
+def _engine(settings: Settings, baseline: bool, record: str | Path | None = None, replay: str | Path | None = None,
+            replay_fallback: bool = False) -> tuple[Engine, Callable[[str, int], list[Passage]], str]:
     from ..indexing.build import build_index, index_exists
     from ..search.retrieval import get_retriever
 
@@ -307,8 +308,9 @@ def _engine(settings: Settings, baseline: bool, record: str | Path | None = None
     retriever = get_retriever(settings)
     llm = None
     if replay:
+        from ..backends import get_llm
         from ..backends.recorded import ReplayChatModel
-        llm = ReplayChatModel(replay)
+        llm = ReplayChatModel(replay, fallback=(lambda: get_llm(settings)) if replay_fallback else None)
     elif record:
         from ..backends import get_llm
         from ..backends.recorded import RecordingChatModel
@@ -343,11 +345,13 @@ def _chat_items(engine: Engine, conversations: list[Conversation], baseline: boo
 def run_eval(dataset: str | Path | None = None, settings: Settings | None = None, limit: int | None = None,
              baseline: bool = False, progress: ProgressFn | None = None,
              runs_dir: str | Path = "evals/runs", conversations: str | Path | None = None,
-             record: str | Path | None = None, replay: str | Path | None = None) -> EvalReport:
+             record: str | Path | None = None, replay: str | Path | None = None,
+             replay_fallback: bool = False) -> EvalReport:
     """Evaluate the assistant (or the stock LlamaIndex baseline) on a gold set and write a run folder.
 
     `record` writes every chat-model request and reply to a file; `replay` answers from such a file
-    instead of a model, and a case whose prompts differ from the recording gets an error row."""
+    instead of a model, and a case whose prompts differ from the recording gets an error row (with
+    `replay_fallback`, the requests the recording lacks go to the model instead)."""
     if (record or replay) and baseline:
         raise InputError("--record and --replay are for our engine, not the stock baseline")
     from ..search.retrieval import get_retriever
@@ -360,7 +364,7 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
             raise InputError(f"--limit {limit}: give a positive number of cases")
         cases = cases[:limit]
     chats = load_conversations(conversations) if conversations else []
-    engine, retrieve, engine_name = _engine(settings, baseline, record, replay)
+    engine, retrieve, engine_name = _engine(settings, baseline, record, replay, replay_fallback)
     retriever = get_retriever(settings)
     embed = retriever.embed_texts
     chunks = retriever.all_chunks()
@@ -400,6 +404,8 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
            "conversations": str(conversations or ""), "gate_none_max": settings.gate_none_max,
            "support_min": settings.support_min, "checks_off": sorted(settings.checks_off),
            "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if replay:  # how many requests the recording lacked: 0 means every prompt was the recorded one
+        run.update(replay=str(replay), replay_misses=len(getattr(engine.llm, "misses", [])))
     summary, markdown = _write_results(run_dir, records, run, embed)
     return EvalReport(summary=summary, cases=records, markdown=markdown, run_dir=run_dir)
 

@@ -1,4 +1,4 @@
-"""Calibrate the citation support checker (`citations.supports`) against hand labels."""
+"""Calibrate the citation support checker (`support_judge.supports`, the eval's ALCE judge) against hand labels."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..answering import citations
-from ..answering.citations import EmbedFn, lexical_support, missing_critical, supports
+from . import support_judge as citations
+from ..answering.citations import lexical_support
+from .support_judge import EmbedFn, missing_critical, supports
 from ..labels import LABEL
 from ..errors import InputError
 from ..settings import REPO_DIR
@@ -79,7 +80,7 @@ def _features(pairs: Sequence[LabelledPair], embed: EmbedFn | None) -> list[_Fea
 
 
 def _decide(f: _Features, lexical_min: float, semantic_min: float | None) -> bool:
-    # Mirrors citations.supports(); test_support_calibration pins that the two agree.
+    # Mirrors support_judge.supports(); test_support_calibration pins that the two agree.
     if f.missing:
         return False
     if f.lexical >= lexical_min:

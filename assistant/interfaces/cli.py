@@ -384,6 +384,8 @@ def eval_run(
     record: Optional[str] = typer.Option(None, "--record", help="Write every model request and reply to this file."),
     replay: Optional[str] = typer.Option(None, "--replay",
                                          help="Answer from a --record file instead of the model (identity checks)."),
+    replay_fallback: bool = typer.Option(False, "--replay-fallback",
+                                         help="With --replay: ask the model what the recording lacks."),
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -406,7 +408,8 @@ def eval_run(
     update, stop = _progress_callback("evaluating")
     try:
         report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update,
-                          conversations=chat, record=record, replay=replay)
+                          conversations=chat, record=record, replay=replay,
+                          replay_fallback=replay_fallback)
     finally:
         stop()
     if as_json:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from ..indexing.chunking import split_sentences
-from ..answering.citations import Source
+from ..labels import Source
 from .injection import addresses_the_assistant
 from ..text_utils import content_terms
 from ..types import Passage

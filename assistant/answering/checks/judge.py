@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from ...backends.base import ChatModel, Message
-from ..citations import Source
+from ...labels import Source
 from ...labels import number
 from ..prompts import render
 from ...types import Check, Choice

@@ -5,6 +5,8 @@ sentence (a failure withholds that sentence) and which decline the answer, and w
 
   before    retrieval found something -> entities_found -> answerable (and disagreement, which
             adds a note to the prompt)
+  cite      a sentence of the draft with no label (or a label whose source does not carry it)
+            gets the source that carries it (`cite.labels_for`)
   claims    per sentence of the draft: numbers_found -> supported
   after     addresses (and, traced, addresses on the whole draft) -> picked (when switched on)
 
@@ -20,7 +22,8 @@ from typing import Sequence
 from ...backends.base import ChatModel, Message
 from ...settings import Settings
 from ...types import Check, Choice
-from ..citations import Source
+from ...labels import Source
+from .cite import labels_for
 from .judge import answerable, pick, supported
 from .question import Question
 from .rules import Disagreement, addresses, disagreement, entities_found, numbers_found, picked
@@ -96,6 +99,18 @@ class Judge:
         """The model wrote the decline sentinel (or nothing)."""
         judged.verdicts.append(Verdict(Check.MODEL_DECLINED, False, None,
                                        "the model wrote that the sources do not say"))
+
+    def cite(self, q: Question, sentence: str, labels: Sequence[str], sources: Sequence[Source],
+             judged: Judged) -> list[str]:
+        """Labels to add to a draft sentence that cites no source, or one that does not carry it."""
+        if not self.on(Check.CITE):
+            return []
+        added = labels_for(q, sentence, labels, sources, self.ner)
+        if added:
+            judged.verdicts.append(Verdict(Check.CITE, True, None, f"{', '.join(added)} carries it, added to "
+                                           f"{'its labels' if labels else 'a sentence with no label'}",
+                                           subject=sentence))
+        return added
 
     def claim(self, q: Question, sentence: str, labels: Sequence[str], messages: list[Message], raw: str,
               sources: Sequence[Source], judged: Judged) -> bool:

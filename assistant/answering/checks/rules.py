@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ...backends import ner
 from ...indexing.chunking import split_sentences
-from ..citations import Source
+from ...labels import Source
 from ...labels import blank_labels, number
 from ...text_utils import content_terms
 from ...types import Check, Choice, Passage
