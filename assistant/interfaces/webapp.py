@@ -166,7 +166,7 @@ async def _lines(future: Any, events: "asyncio.Queue[tuple[str, Any]]", gone: th
             log_failure(exc)
             yield _line({"type": "error", **error_body(exc)[1]})
     finally:
-        pass
+        gone.set()
 
 
 def _swagger_assets() -> Path | None:
