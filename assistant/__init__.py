@@ -19,7 +19,7 @@ __all__ = [
 _LAZY = {
     "Assistant": ("answering.ask", "Assistant"),
     "ask": ("answering.ask", "ask"),
-    "ChatSession": ("interfaces.chat", "ChatSession"),
+    "ChatSession": ("answering.chat", "ChatSession"),
     "build_index": ("indexing.build", "build_index"),
     "search": ("search.retrieval", "search"),
     "Filters": ("search.retrieval", "Filters"),

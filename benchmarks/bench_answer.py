@@ -229,7 +229,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from assistant.answering.ask import Assistant
-    from assistant.backends.llamaindex_baseline import StockCitationEngine
+    from assistant.evaluate.baseline import StockCitationEngine
     from assistant.evaluate import metrics
     from assistant.indexing.build import build_index, index_exists
     from assistant.settings import Settings

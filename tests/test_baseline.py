@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from assistant.backends.fakes import FakeChatModel
-from assistant.backends.llamaindex_baseline import StockCitationEngine, cited_numbers
+from assistant.evaluate.baseline import StockCitationEngine, cited_numbers
 from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Completion

@@ -12,7 +12,7 @@ from conftest import built_sample
 from assistant.answering.ask import Assistant, Evidence
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
-from assistant.interfaces.chat import MAX_TURN_CHARS, ChatSession
+from assistant.answering.chat import MAX_TURN_CHARS, ChatSession
 from assistant.answering.checks import Question
 from assistant.search.retrieval import Filters
 from assistant.settings import Settings
@@ -204,7 +204,7 @@ def test_a_rewrite_that_is_not_a_usable_question_falls_back_to_the_previous_ques
 ])
 def test_without_a_usable_rewrite_pronouns_are_resolved_against_the_last_turn(
         question: str, last_q: str, last_a: str, expected: str) -> None:
-    from assistant.interfaces.chat import resolve_references
+    from assistant.answering.chat import resolve_references
 
     assert resolve_references(question, last_q, last_a) == expected
 

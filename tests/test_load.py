@@ -14,7 +14,7 @@ import pytest
 from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
 from assistant.backends.fakes import FakeChatModel, QueueChatModel
-from assistant.interfaces.chat import MAX_TURN_CHARS, ChatSession
+from assistant.answering.chat import MAX_TURN_CHARS, ChatSession
 from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Answer

@@ -299,7 +299,7 @@ def _engine(settings: Settings, baseline: bool, record: str | Path | None = None
     if not index_exists(settings):
         build_index(settings.corpus_dir, settings=settings)
     if baseline:
-        from ..backends.llamaindex_baseline import StockCitationEngine
+        from .baseline import StockCitationEngine
 
         stock = StockCitationEngine(settings)
         return stock, stock.retrieve, "llamaindex:CitationQueryEngine"
@@ -334,7 +334,7 @@ def _chat_items(engine: Engine, conversations: list[Conversation], baseline: boo
     """Each turn of each conversation, asked through one chat session per conversation."""
     if baseline or not conversations:
         return  # the stock engine has no conversation memory: chats are ours only
-    from ..interfaces.chat import ChatSession
+    from ..answering.chat import ChatSession
 
     for conversation in conversations:
         session = ChatSession(engine)  # type: ignore[arg-type]

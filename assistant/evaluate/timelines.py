@@ -108,6 +108,7 @@ def parse_listing(text: str) -> list[Predicted]:
 def run(path: str | Path, settings: Settings, baseline: bool = False) -> dict[str, Any]:
     """Score every gold story of the configured corpus; returns the per-story and overall results."""
     from ..answering.ask import Assistant
+    from ..news.timeline import build_timeline
 
     corpus = Path(settings.corpus_dir).resolve()
     stories = [s for s in load_stories(path) if CORPORA.get(s["corpus"], Path(s["corpus"])).resolve() == corpus]
@@ -117,14 +118,14 @@ def run(path: str | Path, settings: Settings, baseline: bool = False) -> dict[st
     embed = assistant.retriever.embed_texts
     engine = None
     if baseline:
-        from ..backends.llamaindex_baseline import StockCitationEngine
+        from .baseline import StockCitationEngine
 
         engine = StockCitationEngine(settings.with_(max_answer_tokens=400))
     results = []
     for story in stories:
         t0 = time.perf_counter()
         if engine is None:
-            timeline = assistant.news.timeline(story["topic"])
+            timeline = build_timeline(assistant.retriever, assistant.llm, story["topic"])
             predicted = [Predicted(e.date, e.event, [c.file for c in e.citations]) for e in timeline.events]
             raw = json.dumps([e.to_dict() for e in timeline.events])
         else:
@@ -138,7 +139,7 @@ def run(path: str | Path, settings: Settings, baseline: bool = False) -> dict[st
     total_gold = sum(r["gold"] for r in results)
     matched = sum(r["matched"] for r in results)
     right = sum(sum(p["date_right"] for p in r["pairs"]) for r in results)
-    return {"engine": "llamaindex:CitationQueryEngine" if baseline else "assistant.news.timeline",
+    return {"engine": "llamaindex:CitationQueryEngine" if baseline else "assistant.timeline",
             "corpus": str(corpus), "match_min": MATCH_MIN, "stories": results,
             "precision": matched / total_pred if total_pred else 0.0,
             "recall": matched / total_gold if total_gold else 0.0,

@@ -206,7 +206,7 @@ def chat(
         session = RemoteChat(url, token=settings.server_token)
     else:
         from ..answering.ask import Assistant
-        from .chat import ChatSession
+        from ..answering.chat import ChatSession
 
         session = ChatSession(Assistant(settings, on_message=_err))
     from ..answering.ask import Revision
@@ -328,9 +328,10 @@ def timeline(
 ) -> None:
     """Dated events about a topic across the articles, in date order, each with its cited quote."""
     from ..answering.ask import Assistant
+    from ..news.timeline import build_timeline
 
-    result = Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err).timeline(
-        topic, since=since or "", until=until or "")
+    assistant = Assistant(_settings(index_dir=index_dir, llm=llm), on_message=_err)
+    result = build_timeline(assistant.retriever, assistant.llm, topic, since=since or "", until=until or "")
     if as_json:
         typer.echo(json.dumps([e.to_dict() for e in result.events], ensure_ascii=False))
         return

@@ -209,7 +209,7 @@ class AssistantServer:
                 "uptime_s": int(time.time()) - self.started}
 
     def _standalone(self, question: str, history: list[tuple[str, str]]) -> str:
-        from .chat import ChatSession, Turn
+        from ..answering.chat import ChatSession, Turn
 
         session = ChatSession(self.assistant)
         session.turns = [Turn(q, standalone=q, answer=a) for q, a in history]

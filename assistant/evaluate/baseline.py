@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailableError
 from ..indexing.store import locate, open_collection
 from ..types import Answer, Citation, Passage
-from . import get_embedder, get_llm
+from ..backends import get_embedder, get_llm
 
 if TYPE_CHECKING:
     from ..settings import Settings
-    from .base import ChatModel, Embedder
+    from ..backends.base import ChatModel, Embedder
 
 SIMILARITY_TOP_K = 4
 # "[1]", "[1, 2]", "[Source 1]", "[Sources 1 and 3]": the ways models write CitationQueryEngine labels.

@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..answering.ask import Assistant
+from .ask import Assistant
 from ..labels import blank_labels
-from ..answering.prompts import render
+from .prompts import render
 from ..types import Answer
 
 MAX_TURN_CHARS = 400
