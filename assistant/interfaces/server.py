@@ -264,8 +264,10 @@ class AssistantServer:
 
     def timeline(self, topic: str, since: str = "", until: str = "") -> Any:
         """`assistant timeline` for a topic, under the model lock."""
+        from ..news.timeline import build_timeline
+
         with self.lock:
-            return self.assistant.timeline(topic, since=since, until=until)
+            return build_timeline(self.assistant.retriever, self.assistant.llm, topic, since=since, until=until)
 
 
 def make_server(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str = "",
