@@ -1,188 +1,32 @@
-"""Write path: read, clean, chunk and embed a folder of articles into Chroma, incrementally."""
+"""Write path: read, clean, chunk and embed a folder of articles into Chroma, incrementally.
+
+Reading (files.py) runs one file ahead of the rest on a background thread, embedding runs here in
+length-sorted batches, and each commit group is written to the store while the next one embeds
+(pipeline.py). Crash safety is unchanged: a group's chunks go in before the manifest names them."""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import os
-import socket
-import tempfile
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from ..backends import get_embedder
-from .chunking import chunk_text, content_hash
-from ..reading.cleaning import guess_title, keep_spans
-from ..dates import date_to_epoch
-from ..errors import AssistantError, BackendUnavailableError, IndexLockedError, InputError, SkipFile, StoreError
-from ..reading.feeds import FEED_SUFFIXES, feed_of
-from ..reading.loaders import (METADATA_FILE, PLAIN_KINDS, Document, check_file, load_documents,
-                      read_metadata)
+from ..errors import AssistantError, BackendUnavailableError, InputError, SkipFile, StoreError
+from ..reading.loaders import check_file, read_metadata
 from ..settings import Settings
+from ..types import IndexReport, SkippedFile
 from . import keyword
+from .files import (_Pending, _items_of, _load_pending, _owner, _tidy_texts, chunk_id, file_digest,  # noqa: F401
+                    make_chunks, save_text, walk_corpus)
+from .locks import IndexLock, _server_lease, lock_held  # noqa: F401 - lock_held: the search side's import
+from .pipeline import Meter, ProgressFn, Writer, read_ahead
 from .store import (IndexLocation, locate, manifest_version, open_collection, read_manifest, server_manifest,
                     store_error, write_json_atomic)
-from ..types import Chunk, IndexReport, SkippedFile
-
-ProgressFn = Callable[[int, int, str], None]
-# Files are committed to the store in groups: a crash loses at most one group's work.
-GROUP_CHUNKS = 256
 
 
-@dataclass
-class _Pending:
-    rel: str
-    file_hash: str
-    chunks: list[Chunk]
-    is_update: bool
-    items: dict[str, str] = field(default_factory=dict)  # feed item name -> its own hash
-    links: dict[str, str] = field(default_factory=dict)  # feed item name -> its link
-    texts: dict[str, str] = field(default_factory=dict)  # document name -> its stored text (texts/...)
-
-
-def walk_corpus(root: Path, exclude: Iterable[Path] = ()) -> Iterator[tuple[Path, str, str | None]]:
-    """Yield (path, relative name, skip reason or None); never leaves the corpus root.
-
-    Folders in `exclude` (the index itself, when it lives inside the corpus) are not entered.
-    """
-    root_real = root.resolve()
-    excluded = {Path(p).resolve() for p in exclude}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for dirname in list(dirnames):
-            full = Path(dirpath) / dirname
-            if full.is_symlink():
-                dirnames.remove(dirname)
-                yield full, _printable(full.relative_to(root).as_posix()), "symlinked folder not followed"
-            elif excluded and full.resolve() in excluded:
-                dirnames.remove(dirname)
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if rel == METADATA_FILE:
-                continue
-            if _printable(rel) != rel:
-                # Chroma, JSON and the terminal need text: a name with undecodable bytes stops them all.
-                yield path, _printable(rel), "file name is not valid UTF-8; rename the file"
-                continue
-            if path.is_symlink():
-                try:
-                    target = path.resolve()
-                except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-                    yield path, rel, "symlink loop, not followed"
-                    continue
-                if not target.is_relative_to(root_real):
-                    yield path, rel, "symlink pointing outside the corpus folder"
-                    continue
-            yield path, rel, None
-
-
-def _printable(rel: str) -> str:
-    """A file name as text: bytes that are not UTF-8 (kept by the OS as surrogates) become U+FFFD."""
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def file_digest(path: Path, meta: dict[str, str] | None) -> str:
-    """Hash of a file's bytes plus its metadata entry (a new date re-indexes the file)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    if meta:
-        h.update(json.dumps(meta, sort_keys=True).encode())
-    return h.hexdigest()
-
-
-def chunk_id(rel: str, file_hash: str, chunk_no: int) -> str:
-    """Stable id: the same file content always yields the same ids."""
-    return hashlib.sha256(f"{rel}\0{file_hash}\0{chunk_no}".encode()).hexdigest()[:32]
-
-
-def make_chunks(rel: str, text: str, file_hash: str, title: str, date: str, settings: Settings) -> list[Chunk]:
-    """Clean and chunk a document's text into Chunk records."""
-    spans = keep_spans(text)
-    title = title or guess_title(text, spans) or Path(rel).stem
-    epoch = date_to_epoch(date)
-    return [
-        Chunk(id=chunk_id(rel, file_hash, n), file=rel, text=raw.text, start=raw.start, end=raw.end,
-              chunk_no=n, title=title, date=date, date_epoch=epoch, content_hash=content_hash(raw.text))
-        for n, raw in enumerate(chunk_text(text, settings.chunk_size, settings.chunk_overlap, spans=spans))
-    ]
-
-
-class IndexLock:
-    """An exclusive, non-blocking lock on an index folder that names its holder."""
-
-    def __init__(self, root: Path) -> None:
-        self.path = root / ".lock"
-        self._fh: Any = None
-
-    def __enter__(self) -> "IndexLock":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a+", encoding="utf-8")
-        except OSError as exc:
-            raise StoreError(
-                f"cannot write the index folder {self.path.parent} ({exc.strerror or exc}); "
-                "choose a writable folder with --index-dir or ASSISTANT_INDEX_DIR") from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise IndexLockedError(
-                f"another indexing run is writing {self.path.parent} ({holder}); "
-                "wait for it to finish, then run `assistant index` again") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        fh.flush()
-        self._fh = fh
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.seek(0)
-            self._fh.truncate()
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-
-
-def lock_held(root: Path) -> bool:
-    """True while an indexing run holds the folder's lock (a reader then keeps the last keyword index)."""
-    try:
-        fh = open(root / ".lock", "r", encoding="utf-8")
-    except OSError:
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
-
-
-@contextmanager
-def _server_lease(loc: IndexLocation) -> Iterator[Callable[[], None]]:
-    # On a Chroma server several machines may index at once: one lease on the server decides.
-    if not loc.chroma_url:
-        yield lambda: None
-        return
-    holder = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    manifest = server_manifest(loc)
-    manifest.acquire(holder)
-    try:
-        yield lambda: manifest.renew(holder)
-    finally:
-        manifest.release(holder)
+# Files are committed to the store in groups: a crash loses at most one group's work. Each group is
+# one embedding call sequence and one Chroma upsert call sequence (of up to 1,000 chunks each).
+GROUP_CHUNKS = 512
 
 
 def _save_manifest(loc: IndexLocation, data: dict[str, Any]) -> None:
@@ -219,6 +63,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
     interrupted_before = _is_dirty(loc)  # a run killed mid-way may have left chunks no manifest names
     manifest = read_manifest(loc) or {}
     files: dict[str, Any] = dict(manifest.get("files", {}))
+    old_hashes = {rel: entry.get("hash") for rel, entry in files.items()}  # what the reader compares to
     metadata = read_metadata(root)
     collection = open_collection(loc, create=True)
     base_manifest = {"fingerprint": loc.fingerprint, "embedder": settings.embedder,
@@ -226,30 +71,18 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
                      "corpus": str(root.resolve())}
     seen: set[str] = set()
     candidates = list(walk_corpus(root, exclude=[Path(settings.index_dir)]))
+    meter = Meter(progress, len(candidates))
     pending: list[_Pending] = []
     pending_chunks = 0
     embedder = None
+    writer = Writer()
 
-    def flush() -> None:
-        nonlocal pending, pending_chunks, embedder
-        if not pending:
-            return
-        embedder = embedder or get_embedder(settings)
-        _mark_dirty(loc)
-        _commit(collection, embedder, pending, files, loc, base_manifest, settings)
-        renew()
-        for item in pending:
-            report.embedded_chunks += len(item.chunks)
-        pending, pending_chunks = [], 0
-
-    for done, (path, rel, reason) in enumerate(candidates, 1):
-        if progress:
-            progress(done, len(candidates), rel)
+    def read(candidate: tuple[Path, str, str | None]) -> tuple[str, Any]:
+        # On the reader thread: everything up to the chunks, nothing that touches `files`.
+        path, rel, reason = candidate
         if reason:
-            report.skipped.append(SkippedFile(rel, reason))
-            continue
+            return "skip", reason
         meta = metadata.get(rel)
-        old = files.get(rel)
         try:
             # Type and size first: a huge video or a FIFO must not be read just to be skipped.
             check_file(path, settings.max_file_bytes)
@@ -257,28 +90,57 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
                 digest = file_digest(path, meta)
             except OSError as exc:
                 raise SkipFile(f"cannot be read ({exc.strerror or exc})") from None
-            if old and old.get("hash") == digest:
+            if old_hashes.get(rel) == digest:
+                return "unchanged", None
+            return "item", _load_pending(path, rel, meta, digest, rel in old_hashes, settings, loc)
+        except SkipFile as exc:
+            return "skip", str(exc)
+
+    def flush() -> None:
+        nonlocal pending, pending_chunks, embedder
+        if not pending:
+            return
+        embedder = embedder or get_embedder(settings)
+        group, count = pending, pending_chunks
+        pending, pending_chunks = [], 0
+        meter.start_group()
+        vectors = _embed_sorted(embedder, [c.text for item in group for c in item.chunks], settings.embed_batch_size)
+        meter.embedding(count)
+
+        def write() -> None:
+            _mark_dirty(loc)
+            _write_group(collection, group, vectors, files, loc, base_manifest)
+            renew()
+
+        writer.submit(write)  # written while the next group is read and embedded
+        report.embedded_chunks += count
+
+    try:
+        for done, ((_path, rel, _reason), (kind, value)) in enumerate(
+                zip(candidates, read_ahead(candidates, read)), 1):
+            if kind == "skip":
+                if rel in old_hashes and _reason is None:
+                    seen.add(rel)  # the previous good version stays searchable
+                    value += "; previous version kept in the index"
+                report.skipped.append(SkippedFile(rel, value))
+            elif kind == "unchanged":
                 seen.add(rel)
                 report.unchanged += 1
-                continue
-            item = _load_pending(path, rel, meta, digest, bool(old), settings, loc)
-        except SkipFile as exc:
-            reason_text = str(exc)
-            if old:
-                seen.add(rel)  # the previous good version stays searchable
-                reason_text += "; previous version kept in the index"
-            report.skipped.append(SkippedFile(rel, reason_text))
-            continue
-        seen.add(rel)
-        if old:
-            report.updated += 1
-        else:
-            report.added += 1
-        pending.append(item)
-        pending_chunks += len(item.chunks)
-        if pending_chunks >= GROUP_CHUNKS:
-            flush()
-    flush()
+            else:
+                seen.add(rel)
+                if value.is_update:
+                    report.updated += 1
+                else:
+                    report.added += 1
+                pending.append(value)
+                pending_chunks += len(value.chunks)
+            meter.file(done, rel, len(value.chunks) if kind == "item" else 0)
+            if pending_chunks >= GROUP_CHUNKS:
+                flush()
+        flush()
+        writer.wait()
+    finally:
+        writer.close()
     # A feed's item entries go with their feed; they are never files of their own.
     removed = [rel for rel, entry in files.items() if _owner(rel, entry) not in seen]
     removed_ids = [i for rel in removed for i in files[rel].get("ids", [])]
@@ -298,78 +160,6 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
     report.copy_groups = [[rep] + [f for f in members if f != rep] for rep, members in sorted(kw.copy_groups().items())]
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
-
-
-def _load_pending(path: Path, rel: str, meta: dict[str, str] | None, digest: str, is_update: bool,
-                  settings: Settings, loc: IndexLocation) -> _Pending:
-    """Load and chunk one file (every item of a feed) and save the text of non-plain documents."""
-    item = _Pending(rel, digest, [], is_update)
-    for doc in load_documents(path, rel, settings.max_file_bytes, meta):
-        # A feed item's hash is its own content's, so the items a feed keeps keep their chunk ids.
-        doc_hash = digest if doc.file == rel else _doc_digest(doc)
-        chunks = make_chunks(doc.file, doc.text, doc_hash, doc.title, doc.date, settings)
-        if not chunks:
-            continue
-        item.chunks.extend(chunks)
-        if doc.file != rel:
-            item.items[doc.file], item.links[doc.file] = doc_hash, doc.link
-        if doc.kind not in PLAIN_KINDS:
-            item.texts[doc.file] = save_text(loc, doc.file, doc_hash, doc.text)
-    if not item.chunks:
-        raise SkipFile("no article text left after cleaning")
-    return item
-
-
-def _doc_digest(doc: Document) -> str:
-    return hashlib.sha256(json.dumps([doc.file, doc.title, doc.date, doc.link, doc.text]).encode()).hexdigest()
-
-
-def _owner(rel: str, entry: dict[str, Any]) -> str:
-    """The real file a manifest entry belongs to: its feed for a feed item, else itself."""
-    return entry.get("part_of") or feed_of(rel) or rel
-
-
-def _items_of(files: dict[str, Any], rel: str) -> list[str]:
-    """Names of the feed item entries a feed file owns in the manifest (none for other files)."""
-    if Path(rel).suffix.lower() not in FEED_SUFFIXES:
-        return []
-    return [name for name, entry in files.items() if name != rel and _owner(name, entry) == rel]
-
-
-def _text_path(name: str, doc_hash: str) -> str:
-    # One file per document version: a reader of the previous manifest keeps its own text.
-    key = hashlib.sha256(f"{name}\0{doc_hash}".encode("utf-8", "surrogateescape")).hexdigest()
-    return f"texts/{key}.txt"
-
-
-def save_text(loc: IndexLocation, name: str, doc_hash: str, text: str) -> str:
-    """Store the extracted text chunk offsets point into; returns its path relative to the index."""
-    rel = _text_path(name, doc_hash)
-    path = loc.root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise store_error(exc, loc) from None
-        raise
-    return rel
-
-
-def _tidy_texts(loc: IndexLocation, files: dict[str, Any]) -> None:
-    # Texts of versions the manifest no longer names (updated or removed files, killed runs).
-    folder = loc.root / "texts"
-    if not folder.is_dir():
-        return
-    keep = {_text_path(rel, entry.get("hash", "")) for rel, entry in files.items()}
-    keep |= {p for entry in files.values() for p in (entry.get("texts") or {}).values()}
-    for path in folder.iterdir():
-        if f"texts/{path.name}" not in keep:
-            path.unlink(missing_ok=True)
 
 
 def _mark_dirty(loc: IndexLocation) -> None:
@@ -448,11 +238,17 @@ def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation,
 
 def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict[str, Any],
             loc: IndexLocation, base_manifest: dict[str, Any], settings: Settings) -> None:
+    """Embed one group and write it (the two steps `_run` overlaps, in one call)."""
+    vectors = _embed_sorted(embedder, [c.text for item in pending for c in item.chunks], settings.embed_batch_size)
+    _write_group(collection, pending, vectors, files, loc, base_manifest)
+
+
+def _write_group(collection: Any, pending: list[_Pending], vectors: list[list[float]], files: dict[str, Any],
+                 loc: IndexLocation, base_manifest: dict[str, Any]) -> None:
     # Order matters for crash safety: new chunks go in first (readers ignore them until the
     # manifest names their file hash), then the manifest flips, then old chunks are deleted.
     chunks = [c for item in pending for c in item.chunks]
     texts = [c.text for c in chunks]
-    vectors = _embed_sorted(embedder, texts, settings.embed_batch_size)
     file_hash = {item.rel: item.file_hash for item in pending}
     file_hash.update({name: h for item in pending for name, h in item.items.items()})
     links = {name: link for item in pending for name, link in item.links.items() if link}
