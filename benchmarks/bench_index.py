@@ -13,6 +13,14 @@ In one process it
   4. (c) re-indexes the unchanged corpus;
   5. (d) times `assistant --help` (median of 5 subprocess runs);
   6. (e) reads the peak RSS of this process.
+
+`--compare` instead runs whole builds side by side, each in a fresh process (so each has its own
+peak RSS), back to back in one invocation: `old:SPEC` runs the code of a git commit (`--old-commit`,
+unpacked with `git archive` into a temp folder), `new:SPEC` the working tree. Each builds a fresh
+index of the same folder (the first --files files of --corpus, copied), then re-indexes it unchanged:
+
+  benchmarks/bench_index.py --corpus ../shared/corpora/bbc --files 250 --old-commit e2bfb64 \
+      --compare old:local:all-MiniLM-L6-v2,new:local:all-MiniLM-L6-v2@onnx,new:local:all-MiniLM-L6-v2@onnx-int8
 """
 
 from __future__ import annotations
@@ -154,6 +162,72 @@ def write_section(section: str) -> None:
     RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
+CHILD = r"""
+import json, os, resource, sys, time
+corpus, index_dir, embedder = sys.argv[1:4]
+from assistant.indexing.build import build_index
+from assistant.settings import Settings
+settings = Settings.from_env(environ={}, index_dir=index_dir, embedder=embedder)
+started = time.perf_counter()
+report = build_index(corpus, settings=settings)
+full = time.perf_counter() - started
+started = time.perf_counter()
+again = build_index(corpus, settings=settings)
+reindex = time.perf_counter() - started
+assert again.embedded_chunks == 0 and again.unchanged == report.added, again
+print(json.dumps({"seconds": full, "chunks": report.chunks, "files": report.added, "reindex_s": reindex,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Whole builds of one folder by old and new code and embedders, back to back (see the docstring)."""
+    import json
+    import shutil
+
+    runs = [(side, spec) for side, _, spec in (item.partition(":") for item in args.compare.split(","))]
+    load_start = os.getloadavg()[0]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        chosen = sorted(p for p in Path(args.corpus).rglob("*.txt") if p.is_file())[:args.files]
+        for path in chosen:
+            dest = corpus / path.relative_to(args.corpus)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, dest)
+        old_root = Path(tmp) / "old"
+        old_root.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.old_commit, "assistant"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_root)], input=archive, check=True)
+        for n, (side, spec) in enumerate(runs):
+            root = old_root if side == "old" else REPO
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+            env.update(PYTHONPATH=str(root), HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+            load = os.getloadavg()[0]
+            done = subprocess.run([sys.executable, "-c", CHILD, str(corpus), str(Path(tmp) / f"index-{n}"), spec],
+                                  check=True, capture_output=True, text=True, env=env, cwd=tmp)
+            row = {"side": side, "embedder": spec, "load_avg_start": load, **json.loads(done.stdout.strip().splitlines()[-1])}
+            row["chunks_per_s"] = row["chunks"] / row["seconds"]
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    base = next((r for r in results if r["side"] == "old"), results[0])
+    lines = [f"`benchmarks/bench_index.py --corpus {args.corpus} --files {args.files} --old-commit {args.old_commit} "
+             f"--compare {args.compare}`, run {date.today().isoformat()}: {base['files']} files, {base['chunks']} chunks, "
+             f"{os.cpu_count()} CPUs, batch 64, 2 threads; each build a fresh process, one after another. "
+             f"Load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+             "(the machine was shared with other agents' evaluation runs).", "",
+             "| code | embedder | full build | chunks/s | vs the old row | unchanged re-index | peak RSS |",
+             "|---|---|---|---|---|---|---|"]
+    for row in results:
+        lines.append(f"| {row['side']} | `{row['embedder']}` | {row['seconds']:.1f} s | {row['chunks_per_s']:.1f} | "
+                     f"{row['chunks_per_s'] / base['chunks_per_s']:.2f}x | {row['reindex_s']:.2f} s "
+                     f"({row['reindex_s'] / row['seconds']:.1%}) | {row['peak_rss_mb']:.0f} MB |")
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     global HEADING
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,7 +235,17 @@ def main() -> None:
     parser.add_argument("--corpus", default="", help="index this folder (e.g. ../shared/corpora/bbc) instead of a generated one")
     parser.add_argument("--skip-raw", action="store_true", help="skip (a), the raw encode (it doubles the run time)")
     parser.add_argument("--write", action="store_true", help=f"update the '{HEADING}' section of {RESULTS.name}")
+    parser.add_argument("--compare", default="", help="side:embedder,... builds to run back to back (old: or new:)")
+    parser.add_argument("--old-commit", default="HEAD", help="the commit whose code the old: builds run")
+    parser.add_argument("--files", type=int, default=0, help="with --compare: the first N .txt files of --corpus")
+    parser.add_argument("--out", default="", help="with --compare: write the rows as JSON here")
     args = parser.parse_args()
+    if args.compare:
+        if not args.corpus:
+            parser.error("--compare needs --corpus")
+        args.files = args.files or 10**9
+        compare(args)
+        return
     if args.corpus:
         HEADING = f"## Indexing a real folder ({Path(args.corpus).name})"
 

@@ -71,9 +71,11 @@ def _articles() -> list[str]:
     return texts
 
 
-def _probe(index_dir: Path) -> dict:
+def _probe(index_dir: Path, root: Path = REPO) -> dict:
+    """Cold start, warm search and peak RSS in a new process running the code under `root`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-c", PROBE, repr(time.time()), str(index_dir), json.dumps(_questions())],
-                         capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                         capture_output=True, text=True, cwd=root, env=env)
     if out.returncode:
         raise SystemExit(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -186,6 +188,27 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
     return result
 
 
+def compare_probes(work: Path, commit: str, rounds: int, out: str) -> None:
+    """Old and new code's cold start on the same indexes, alternating, back to back in one run."""
+    import tempfile
+
+    results: dict = {"commit": commit, "load_avg_start": os.getloadavg()[0], "probes": {}}
+    with tempfile.TemporaryDirectory(prefix="scale-old-") as tmp:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "assistant"], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for index in sorted(work.glob("index-*")):
+            rows = results["probes"][index.name] = {"old": [], "new": []}
+            for _ in range(rounds):
+                for side, root in (("old", Path(tmp)), ("new", REPO)):
+                    rows[side].append(_probe(index, root))
+                    print(index.name, side, json.dumps(rows[side][-1]), file=sys.stderr, flush=True)
+    results["load_avg_end"] = os.getloadavg()[0]
+    print(json.dumps(results, indent=1))
+    if out:
+        Path(out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files-chunks", default="10000,100000")
@@ -196,7 +219,14 @@ def main() -> None:
                         help="synthetic: keep the chunks an interrupted run already wrote and write only the rest")
     parser.add_argument("--probe-only", action="store_true",
                         help="only re-measure cold start, warm search and RSS on the indexes already in --work")
+    parser.add_argument("--compare-old", default="",
+                        help="with --probe-only: probe each index alternately with this commit's code "
+                             "(git archive) and the working tree, --rounds times each")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.probe_only and args.compare_old:
+        compare_probes(Path(args.work), args.compare_old, args.rounds, args.out)
+        return
     if args.probe_only:
         probes = {p.name: _probe(p) for p in sorted(Path(args.work).glob("index-*")) if p.is_dir()}
         print(json.dumps({"load_avg": os.getloadavg()[0], "probes": probes}, indent=1))
