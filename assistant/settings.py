@@ -54,7 +54,7 @@ class Settings:
     dense_k: int = 20
     bm25_k: int = 20
     rrf_k: int = 60
-    # Files carrying the same article (near-duplicate copies, assistant/news/copies.py) share one
+    # Files carrying the same article (near-duplicate copies, assistant/indexing/copies.py) share one
     # retrieval slot; the representative is cited and its copies listed.
     group_copies: bool = True
     # Evidence budget in prompt tokens (characters / 4), spent on the best sentences of the first

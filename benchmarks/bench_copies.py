@@ -18,7 +18,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from assistant.news import copies  # noqa: E402
+from assistant.indexing import copies  # noqa: E402
 from assistant.text_utils import content_terms  # noqa: E402
 
 BBC = REPO.parent / "shared" / "corpora" / "bbc"

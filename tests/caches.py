@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import assistant.backends as backends
-import assistant.search.retrieval as retrieval
 import assistant.indexing.store as store
+from assistant.backends.cache import CACHE
 
 
 def clear_process_caches() -> None:
     """Forget cached chat models, retrievers and Chroma clients."""
-    backends._LLM_CACHE.clear()
-    retrieval._RETRIEVERS.clear()
+    CACHE.clear()
     store._CLIENTS.clear()
     store._HANDLES.clear()
     store._SERVER_MANIFESTS.clear()

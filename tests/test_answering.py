@@ -20,7 +20,9 @@ from prompt_format import prompt_sources as parse_sources
 import assistant.indexing.build
 import assistant.search.retrieval
 from assistant.answering.ask import DECLINE_TEXT, SENTINEL, Assistant, ask
-from assistant.backends import _LLM_CACHE, get_llm
+from assistant.backends import get_llm
+from assistant.backends.cache import CACHE
+from assistant.news.timeline import build_timeline
 from assistant.backends.fakes import FakeChatModel, QueueChatModel
 from assistant.backends.llms import LocalChatModel
 from assistant.backends.model_files import KNOWN_MODELS, ensure_model_file
@@ -62,9 +64,9 @@ def settings(corpus_dir: Path) -> Settings:
 @pytest.fixture(autouse=True)
 def fresh_models() -> Iterator[None]:
     """Every test gets its own fake model instance (the registry caches one per process)."""
-    _LLM_CACHE.clear()
+    CACHE.clear("llm")
     yield
-    _LLM_CACHE.clear()
+    CACHE.clear("llm")
 
 
 def fake_model(settings: Settings) -> FakeChatModel:
@@ -588,7 +590,7 @@ def test_a_model_handed_in_is_the_one_asked_and_no_process_model_is_built(settin
     model.enqueue_choice("1", 0.9).enqueue(f"{astellas_sentence(sources)} [S1].").enqueue_choice("yes", 0.9)
     answer = bot.ask(ASTELLAS_Q)
     assert "Astellas" in answer.answer and model.requests and not model.replies
-    assert _LLM_CACHE == {}  # settings name fake:extractive; nothing built it
+    assert CACHE.keys("llm") == []  # settings name fake:extractive; nothing built it
 
 
 def test_a_retriever_handed_in_is_the_one_searched(settings: Settings) -> None:
@@ -607,7 +609,7 @@ def test_a_retriever_handed_in_is_the_one_searched(settings: Settings) -> None:
 
     bot = Assistant(settings, retriever=Recording())  # type: ignore[arg-type]
     assert bot.gather(ASTELLAS_Q).sources and searched == [ASTELLAS_Q]
-    timeline = bot.timeline("Hayashi visit to Beijing")
+    timeline = build_timeline(bot.retriever, bot.llm, "Hayashi visit to Beijing")
     assert searched[-1] == "Hayashi visit to Beijing" and timeline.topic == "Hayashi visit to Beijing"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from assistant.news import copies
+from assistant.indexing import copies
 from assistant.answering.ask import Assistant
 from assistant.interfaces.cli import app
 from assistant.indexing.build import build_index

@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant import Answer, Assistant
-from assistant.backends import _LLM_CACHE, get_llm
+from assistant.backends import get_llm
+from assistant.backends.cache import CACHE
 from assistant.backends.llms import LocalChatModel
 from assistant.backends.model_files import ensure_model_file
 from assistant.interfaces.cli import app
@@ -109,8 +110,7 @@ def small_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     ensure_model_file("qwen2.5-coder-0.5b", cache)
     yield cache
     # Drop the small models this module loaded; the default model stays for other modules.
-    for key in [k for k in _LLM_CACHE if str(cache) in k]:
-        del _LLM_CACHE[key]
+    CACHE.clear("llm", where=lambda key: str(cache) in key)
 
 
 def test_the_0_5b_model_is_selectable_by_name_and_answers(settings: Settings, small_cache: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from assistant.errors import InputError
 from assistant.evaluate.compare import compare_runs
-from assistant.evaluate.runner import (HEADLINE, EvalReport, alce_sentences, cited_labels, rejudge_run, run_eval,
-                                       prediction_text)
+from assistant.evaluate.runner import HEADLINE, EvalReport, rejudge_run, run_eval
+from assistant.evaluate.scoring import alce_sentences, cited_labels, prediction_text
 from assistant.indexing.build import build_index
 from assistant.settings import Settings
 from assistant.types import Answer, Citation
@@ -223,3 +223,20 @@ def test_replay_refuses_the_baseline_and_a_file_that_is_not_a_recording(eval_set
     bad.write_text("not json\n", encoding="utf-8")
     with pytest.raises(InputError, match="not a recording"):
         ReplayChatModel(bad)
+
+
+def test_identical_reports_a_changed_verdict_unless_that_check_is_ignored(tmp_path: Path) -> None:
+    from assistant.evaluate.identical import main
+
+    base = {"id": "c1", "answer": "A [S1].", "declined": False, "verdicts": [{"name": "supported", "passed": True}],
+            "citations": [{"label": "S1", "file": "f.txt", "start": 0, "end": 5}]}
+    added = dict(base, verdicts=base["verdicts"] + [{"name": "cite", "passed": True, "subject": "A."}])
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps(base) + "\n" + json.dumps(dict(base, id="c2")) + "\n", encoding="utf-8")
+    second.write_text(json.dumps(added) + "\n", encoding="utf-8")
+    assert main([str(first), str(second)]) == 1  # c2 missing, c1's verdicts differ
+    assert main([str(first), str(second), "--common"]) == 1  # the added verdict still differs
+    assert main([str(first), str(second), "--common", "--ignore-verdict", "cite"]) == 0
+    changed = dict(added, answer="B [S1].")
+    second.write_text(json.dumps(changed) + "\n", encoding="utf-8")
+    assert main([str(first), str(second), "--common", "--ignore-verdict", "cite"]) == 1

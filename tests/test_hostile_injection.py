@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from caches import clear_process_caches
 
-import assistant.backends as backends
+from assistant.backends.cache import CACHE
 from assistant.answering.ask import Assistant
 from assistant.backends import get_llm
 from assistant.indexing.build import build_index
@@ -44,8 +44,7 @@ CONTROL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|system|>")
 
 
 def _forget_fake_models() -> None:
-    for key in [k for k in backends._LLM_CACHE if str(k[0]).startswith("fake:")]:
-        del backends._LLM_CACHE[key]
+    CACHE.clear("llm", where=lambda key: str(key[0]).startswith("fake:"))
 
 
 @pytest.fixture(autouse=True)

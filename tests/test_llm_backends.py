@@ -21,7 +21,8 @@ from loopback import LoopbackServer, QuietHandler
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from assistant.backends.llms import LocalChatModel, OpenAIChatModel  # noqa: E402
+from assistant.backends.llms import LocalChatModel
+from assistant.backends.openai_chat import OpenAIChatModel  # noqa: E402
 from assistant.backends.model_files import KNOWN_MODELS  # noqa: E402
 from assistant.errors import BackendUnavailableError, ConfigError, ModelFileError  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
@@ -132,7 +133,7 @@ def test_compatible_server_without_base_url_is_a_config_error_naming_the_variabl
 
 
 def test_importing_the_module_does_not_load_the_local_runtime() -> None:
-    code = "import sys, assistant.backends.llms; assert 'xllamacpp' not in sys.modules; " \
+    code = "import sys, assistant.backends.llms, assistant.backends.openai_chat; assert 'xllamacpp' not in sys.modules; " \
            "assert 'openai' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 

@@ -14,8 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant import Answer, Assistant
-from assistant.backends import _LLM_CACHE, get_llm
-from assistant.backends.llms import LocalChatModel, OpenAIChatModel
+from assistant.backends import get_llm
+from assistant.backends.cache import CACHE
+from assistant.backends.llms import LocalChatModel
+from assistant.backends.openai_chat import OpenAIChatModel
 from assistant.interfaces.cli import app
 from assistant.errors import BackendUnavailableError
 from assistant.indexing.build import build_index
@@ -117,7 +119,7 @@ def test_the_cli_answers_through_the_server_with_the_key_from_the_environment(
 
 
 def test_the_cli_without_openai_api_key_exits_5_naming_it(cli_env: pytest.MonkeyPatch, answer: Answer) -> None:
-    _LLM_CACHE.clear()  # a client built with the key must not be reused
+    CACHE.clear("llm")  # a client built with the key must not be reused
     result = CliRunner().invoke(app, ["ask", QUESTION])
 
     assert result.exit_code == 5

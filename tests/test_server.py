@@ -26,7 +26,7 @@ import pytest
 from conftest import built_sample
 from typer.testing import CliRunner
 
-import assistant.interfaces.server as server_mod
+import assistant.interfaces.protocol as protocol
 from assistant.backends import get_llm
 from assistant.interfaces.cli import app
 from assistant.interfaces.client import ask_via_server, find_server, health
@@ -164,7 +164,7 @@ def test_a_declined_question_is_the_decline_text_with_its_reason(server: Assista
 
 def test_the_stream_is_chunked_and_sends_keep_alives_while_the_answer_is_made(
         server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_mod, "KEEPALIVE_S", 0.05)
+    monkeypatch.setattr(protocol, "KEEPALIVE_S", 0.05)
     real = server.answer
 
     def slow(*args: Any, **kwargs: Any) -> Any:
@@ -685,7 +685,7 @@ def test_the_page_and_docs_need_no_token_but_the_api_does(token_server: Assistan
 
 def test_a_client_that_leaves_mid_stream_frees_its_place_and_the_server_goes_on(
         server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_mod, "KEEPALIVE_S", 0.05)
+    monkeypatch.setattr(protocol, "KEEPALIVE_S", 0.05)
     release = threading.Event()
     real = server.answer
 
@@ -713,7 +713,7 @@ def test_a_client_that_leaves_mid_stream_frees_its_place_and_the_server_goes_on(
 
 def test_a_page_that_leaves_while_its_question_waits_for_the_model_is_dropped_from_the_queue(
         server: AssistantServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_mod, "KEEPALIVE_S", 0.05)
+    monkeypatch.setattr(protocol, "KEEPALIVE_S", 0.05)
     before = server.answered
     with server.lock:  # the model is busy with another question
         sock = socket.create_connection(server.url.removeprefix("http://").split(":"), timeout=30)

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.answering.ask import Assistant
+from assistant.news.timeline import build_timeline
 from assistant.interfaces.cli import app
 from assistant.indexing.build import build_index
 from assistant.settings import Settings
@@ -51,8 +52,14 @@ def sample(settings: Settings, corpus: Path) -> Settings:
     return settings.with_(llm="fake:extractive")
 
 
+def timeline_of(settings: Settings, topic: str, **kw: str):  # type: ignore[no-untyped-def]
+    """The timeline as the CLI builds it: the Assistant's models handed to build_timeline."""
+    bot = Assistant(settings)
+    return build_timeline(bot.retriever, bot.llm, topic, **kw)
+
+
 def test_a_timeline_orders_cited_events_and_keeps_planned_apart_from_happened(sample: Settings, corpus: Path) -> None:
-    timeline = Assistant(sample).timeline(TOPIC)
+    timeline = timeline_of(sample, TOPIC)
     events = timeline.events
     assert events and [e.start for e in events] == sorted(e.start for e in events)
     for e in events:
@@ -70,10 +77,10 @@ def test_a_timeline_orders_cited_events_and_keeps_planned_apart_from_happened(sa
 
 
 def test_since_and_until_apply_to_event_dates(sample: Settings) -> None:
-    events = Assistant(sample).timeline(TOPIC, since="2023-01-01", until="2023-06-30").events
+    events = timeline_of(sample, TOPIC, since="2023-01-01", until="2023-06-30").events
     assert events and all("2023-01" <= e.date[:7] <= "2023-06" for e in events)
     with pytest.raises(Exception, match="not a date"):
-        Assistant(sample).timeline(TOPIC, since="soon")
+        timeline_of(sample, TOPIC, since="soon")
 
 
 def test_timeline_json_from_the_cli(cli_env: pytest.MonkeyPatch) -> None:
@@ -93,7 +100,7 @@ def test_an_undated_folder_places_only_events_that_name_their_year(tmp_path: Pat
     settings = Settings.from_env(environ={}, corpus_dir=str(folder), index_dir=str(index_dir),
                                  embedder="fake:hash", llm="fake:extractive")
     build_index(folder, settings=settings)
-    timeline = Assistant(settings).timeline("TimeWarner results profits")
+    timeline = timeline_of(settings, "TimeWarner results profits")
     assert timeline.events and all(e.article_date == "" for e in timeline.events)
     assert {e.date for e in timeline.events} >= {"2003", "2005"}  # the years the article names
     assert all(e.precision == "year" or e.date_text[-4:].isdigit() for e in timeline.events)
@@ -135,3 +142,44 @@ def test_eval_timelines_writes_a_report(cli_env: pytest.MonkeyPatch, corpus: Pat
     assert result.exit_code == 0, result.output
     assert "tl-test" in result.output and "recall 1.000" in result.output
     assert list((tmp_path / "evals" / "runs").glob("*_timelines_*/result.json"))
+
+
+def test_an_undated_article_gets_its_year_from_this_year_or_next_year_beside_a_year() -> None:
+    from assistant.news.timeline import infer_year
+
+    # The sample articles' own words (read as a plain folder, they carry no date).
+    assert infer_year(["Qin Gang is expected to visit Japan later this year as 2023 marks the 45th anniversary "
+                       "of the treaty.", "The ministers met on April 2."]) == "2023"
+    assert infer_year(["Wang Yi is set to visit Japan next year for the dialogue, which will be held in 2025."]) == "2024"
+    assert infer_year(["The treaty was signed in 1978.", "They met in December 2019."]) == ""  # no anchor: unknown
+    # The year most sentences give wins.
+    assert infer_year(["Sales rose this year, to 2004's record.", "Last year, in 2003, they fell.",
+                       "This year 2004 looks better."]) == "2004"
+
+
+@pytest.mark.parametrize("expression,planned,expected", [
+    ("April 1", True, ("2023-04-01", "day")),
+    ("December", False, ("2023-12", "month")),
+    ("later this year", True, ("2023", "year")),
+    ("next year", True, ("2024", "year")),
+    ("Wednesday", False, None),  # a weekday needs the article's day
+    ("two years", False, None),  # a duration is no date
+])
+def test_an_article_known_only_to_its_year_places_months_and_relative_years(expression: str, planned: bool,
+                                                                            expected: tuple[str, str] | None) -> None:
+    assert resolve_date(expression, "2023", planned) == expected
+
+
+def test_the_date_a_sentence_reports_comes_before_a_date_it_mentions_in_passing() -> None:
+    from assistant.backends.ner import entities
+    from assistant.news.timeline import reported_date
+
+    sentence = ("Hayashi intends to meet his counterpart in Beijing on April 1, the first visit by a Japanese "
+                "foreign minister to China since December 2019.")
+    dates = [e for e in entities(sentence) if e.label == "DATE"]
+    assert [e.text for e in dates] == ["April 1", "December 2019"]
+    assert reported_date(sentence, dates)[0].text == "April 1"
+    # The date of a relative clause ("who took office in ...") is not what the sentence reports.
+    relative = "Qin Gang, who took office in December 2022, met Hayashi in Beijing on April 2."
+    dates = [e for e in entities(relative) if e.label == "DATE"]
+    assert len(dates) == 2 and reported_date(relative, dates)[0].text.endswith("April 2")

@@ -180,12 +180,6 @@ class Assistant:
             {"role": "user", "content": render("answer_user", sources="\n".join(lines), question=question.strip())},
         ]
 
-    def timeline(self, topic: str, since: str = "", until: str = "") -> Any:
-        """Dated events about a topic across the articles, in date order (`assistant.news.timeline.Timeline`)."""
-        from ..news.timeline import build_timeline
-
-        return build_timeline(self.retriever, self.llm, topic, since=since, until=until)
-
     def staleness_notes(self) -> list[str]:
         """For a question about now: say when the folder's newest article is older than "now"."""
         newest = self.retriever.newest_date()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
+from .cache import CACHE
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -45,9 +46,6 @@ def get_embedder(settings: "Settings") -> "Embedder":
     return factories[provider]()
 
 
-_LLM_CACHE: dict[tuple, "ChatModel"] = {}
-
-
 def get_llm(settings: "Settings", on_message: Callable[[str], None] | None = None) -> "ChatModel":
     """Build (once per process and configuration) the chat model named by `settings.llm`."""
     provider, model = split_spec(settings.llm)
@@ -57,18 +55,20 @@ def get_llm(settings: "Settings", on_message: Callable[[str], None] | None = Non
     key = (settings.llm, settings.openai_base_url, settings.n_ctx, settings.n_threads, settings.cache_dir,
            hashlib.sha256(settings.openai_api_key.encode()).hexdigest(), settings.request_timeout,
            settings.max_retries)
-    if key in _LLM_CACHE:
-        return _LLM_CACHE[key]
+    return CACHE.get("llm", key, lambda: _build_llm(provider, model, settings, on_message))
+
+
+def _build_llm(provider: str, model: str, settings: "Settings",
+               on_message: Callable[[str], None] | None) -> "ChatModel":
     if provider == "local":
         from .llms import LocalChatModel
         llm: "ChatModel" = LocalChatModel(model, settings, on_message=on_message)
     elif provider in ("openai", "openai-compatible"):
-        from .llms import OpenAIChatModel
+        from .openai_chat import OpenAIChatModel
         llm = OpenAIChatModel(model, settings, compatible=provider == "openai-compatible")
     elif provider == "fake":
         from .fakes import FakeChatModel, QueueChatModel
         llm = QueueChatModel(model) if model == "queue" else FakeChatModel(model)
     else:
         raise ConfigError(f"unknown model provider '{provider}'; use one of: {', '.join(LLM_PROVIDERS)}")
-    _LLM_CACHE[key] = llm
     return llm

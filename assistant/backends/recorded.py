@@ -129,3 +129,16 @@ class ReplayChatModel:
             return model.choose(messages, options)
         row = self._reply(key, messages)
         return Choice(option=row["option"], probs=row["probs"], calibrated=row["calibrated"])
+
+
+def model_for_eval(settings: Any, record: str | Path | None = None, replay: str | Path | None = None,
+                   fallback: bool = False) -> Any:
+    """The chat model an eval uses: replayed from a recording, recorded, or (neither) None, which
+    leaves the Assistant to build the configured one."""
+    from . import get_llm
+
+    if replay:
+        return ReplayChatModel(replay, fallback=(lambda: get_llm(settings)) if fallback else None)
+    if record:
+        return RecordingChatModel(get_llm(settings), record)
+    return None

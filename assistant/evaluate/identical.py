@@ -1,10 +1,12 @@
 """Are two eval runs the same answers? For a refactor that must not change behaviour.
 
-    python -m assistant.evaluate.identical RUN_A RUN_B
+    python -m assistant.evaluate.identical RUN_A RUN_B [--ignore-verdict NAME ...] [--common]
 
 Compares, case by case (by id), the answer, whether and why it declined, the draft, every
 verdict (name, passed, score to 6 places, subject), every citation (label, file, offsets) and the
 notes. Prints each case that differs and the field, and exits 1 if any does; timings are ignored.
+`--ignore-verdict NAME` leaves out verdicts of a check the second run added (a named change);
+`--common` compares only the cases both runs hold (a run cut short).
 """
 
 from __future__ import annotations
@@ -24,23 +26,24 @@ def _cases(run: str | Path) -> dict[str, dict[str, Any]]:
         return {r["id"]: r for r in map(json.loads, f) if r.get("id")}
 
 
-def _verdicts(record: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _verdicts(record: dict[str, Any], ignore: frozenset[str] = frozenset()) -> list[tuple[Any, ...]]:
     return [(v.get("name"), v.get("passed"), None if v.get("score") is None else round(float(v["score"]), 6),
-             v.get("subject")) for v in record.get("verdicts", [])]
+             v.get("subject")) for v in record.get("verdicts", []) if v.get("name") not in ignore]
 
 
 def _citations(record: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [(c.get("label"), c.get("file"), c.get("start"), c.get("end")) for c in record.get("citations", [])]
 
 
-def differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+def differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], ignore: frozenset[str] = frozenset(),
+                common: bool = False) -> list[tuple[str, str]]:
     """(case id, field) for every field that differs, and cases found in one run only."""
-    out = [(i, "missing from the second run") for i in a if i not in b]
-    out += [(i, "missing from the first run") for i in b if i not in a]
+    out = [] if common else [(i, "missing from the second run") for i in a if i not in b]
+    out += [] if common else [(i, "missing from the first run") for i in b if i not in a]
     for i in (i for i in a if i in b):
         x, y = a[i], b[i]
         out += [(i, f) for f in FIELDS if x.get(f) != y.get(f)]
-        if _verdicts(x) != _verdicts(y):
+        if _verdicts(x, ignore) != _verdicts(y, ignore):
             out.append((i, "verdicts"))
         if _citations(x) != _citations(y):
             out.append((i, "citations"))
@@ -48,12 +51,21 @@ def differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> l
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    common = "--common" in args
+    args = [x for x in args if x != "--common"]
+    ignore: set[str] = set()
+    while "--ignore-verdict" in args:
+        n = args.index("--ignore-verdict")
+        if n + 1 >= len(args):
+            break
+        ignore.add(args[n + 1])
+        del args[n:n + 2]
     if len(args) != 2:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     a, b = _cases(args[0]), _cases(args[1])
-    diff = differences(a, b)
+    diff = differences(a, b, frozenset(ignore), common)
     for case, field in diff:
         print(f"{case}: {field} differs" if "missing" not in field else f"{case}: {field}")
     print(f"{len(a)} and {len(b)} cases; {len({c for c, _ in diff})} differ")

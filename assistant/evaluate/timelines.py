@@ -105,16 +105,29 @@ def parse_listing(text: str) -> list[Predicted]:
     return out
 
 
-def run(path: str | Path, settings: Settings, baseline: bool = False) -> dict[str, Any]:
-    """Score every gold story of the configured corpus; returns the per-story and overall results."""
+def about(story: dict[str, Any], corpus: Path) -> bool:
+    """Is this gold story about the folder? Its named corpus is the folder, or the folder holds
+    every file its evidence quotes (the sample's articles copied to a plain folder, say)."""
+    if CORPORA.get(story["corpus"], Path(story["corpus"])).resolve() == corpus:
+        return True
+    files = {e["file"] for event in story["events"] for e in event.get("evidence", [])}
+    return bool(files) and all((corpus / f).is_file() for f in files)
+
+
+def run(path: str | Path, settings: Settings, baseline: bool = False, record: str | Path | None = None,
+        replay: str | Path | None = None) -> dict[str, Any]:
+    """Score every gold story of the configured corpus; returns the per-story and overall results.
+    `record`/`replay` as for `run_eval`: the model's topic-and-status replies to a file, or from it
+    (a date-resolution change is then measured without the model)."""
     from ..answering.ask import Assistant
+    from ..backends.recorded import model_for_eval
     from ..news.timeline import build_timeline
 
     corpus = Path(settings.corpus_dir).resolve()
-    stories = [s for s in load_stories(path) if CORPORA.get(s["corpus"], Path(s["corpus"])).resolve() == corpus]
+    stories = [s for s in load_stories(path) if about(s, corpus)]
     if not stories:
         raise InputError(f"no gold timeline in {path} is about the corpus {corpus} (set ASSISTANT_CORPUS)")
-    assistant = Assistant(settings)
+    assistant = Assistant(settings, llm=model_for_eval(settings, record, replay))
     embed = assistant.retriever.embed_texts
     engine = None
     if baseline:

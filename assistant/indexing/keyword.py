@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..news import copies
+from . import copies
 from ..text_utils import content_terms
 
 FORMAT = "3"

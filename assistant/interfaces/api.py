@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import AssistantError
-from . import server as server_mod
+from . import protocol
 from .protocol import (AskRequest, ChatRequest, Reject, chat_turns, chunk, completion, deltas, error_body, extras,
                        sources_block, validation_message)
 
@@ -40,7 +40,7 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 class BodyLimit:
-    """Refuse a body over `server.MAX_BODY` bytes (413, read first so the client hears it rather than a
+    """Refuse a body over `protocol.MAX_BODY` bytes (413, read first so the client hears it rather than a
     reset) and a chunked body (411: the limit needs a Content-Length)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -51,7 +51,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        limit = server_mod.MAX_BODY
+        limit = protocol.MAX_BODY
         refusal: Reject | None = None
         if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
             refusal = Reject(411, "send the body with a Content-Length")
@@ -97,11 +97,11 @@ async def waiting(future: "concurrent.futures.Future[Any]", beat: str) -> AsyncI
     waiting: the answer is made all the same, and frees its queue place when it is)."""
     done = asyncio.wrap_future(future)
     done.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even if nobody waits
-    while not (await asyncio.wait({done}, timeout=server_mod.KEEPALIVE_S))[0]:
+    while not (await asyncio.wait({done}, timeout=protocol.KEEPALIVE_S))[0]:
         yield beat
 
 
-def create_app(server: "AssistantServer") -> FastAPI:
+def create_app(server: "AssistantServer", extend: Callable[..., None] | None = None) -> FastAPI:
     """The app serving `server`."""
     # strict_content_type off: a body without a Content-Type is read as JSON, as before FastAPI.
     app = FastAPI(title="assistant", version="0.1.0", docs_url=None, redoc_url=None, strict_content_type=False,
@@ -119,7 +119,7 @@ def create_app(server: "AssistantServer") -> FastAPI:
     async def routing(request: Request, exc: HTTPException) -> JSONResponse:
         path, method = request.url.path, request.method
         if exc.status_code == 404 and exc.detail == "Not Found":
-            message = f"no endpoint {method} {path}; see {', '.join(server_mod.ENDPOINTS)} (and /docs)"
+            message = f"no endpoint {method} {path}; see {', '.join(protocol.ENDPOINTS)} (and /docs)"
         elif exc.status_code == 405:
             message = f"{path} does not accept {method}"
         else:
@@ -169,9 +169,8 @@ def create_app(server: "AssistantServer") -> FastAPI:
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     app.include_router(api)
-    from .webapp import add_web
-
-    add_web(app, server, api_dependencies=[Depends(authorize)])
+    if extend is not None:  # the web page's routes (webapp.add_web), behind the same token
+        extend(app, server, api_dependencies=[Depends(authorize)])
     return app
 
 

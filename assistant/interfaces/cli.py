@@ -2,75 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import typer
 
-from ..errors import AssistantError
 from ..text_utils import clip
+from .cli_common import IndexDir, _err, _parse_filters, _progress_callback, _settings, boundary
+from .cli_eval import eval_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Answer questions about a folder of news articles, with citations.")
-eval_app = typer.Typer(add_completion=False, invoke_without_command=True, pretty_exceptions_enable=False,
-                       help="Run the evaluation suite, or compare two runs.")
 app.add_typer(eval_app, name="eval")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _err(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-def boundary(func: F) -> F:
-    """The one error boundary: AssistantError becomes a message and an exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except AssistantError as exc:
-            _err(f"error: {exc}")
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _settings(**overrides: Any) -> Any:
-    from ..settings import Settings
-
-    return Settings.from_env(**overrides)
-
-
-def _progress_callback(label: str = "indexing") -> tuple[Callable[[int, int, str], None] | None, Callable[[], None]]:
-    # A bar only on a terminal: pipes and CI logs stay clean.
-    if not sys.stderr.isatty():
-        return None, lambda: None
-    from rich.progress import Progress
-
-    progress = Progress(transient=True)
-    task = progress.add_task(label, total=None)
-    progress.start()
-
-    def update(done: int, total: int, name: str) -> None:
-        progress.update(task, completed=done, total=total, description=f"{label} {name[:40]}")
-
-    return update, progress.stop
-
-
-def _parse_filters(files: Optional[list[str]], since: Optional[str], until: Optional[str]) -> Any:
-    from ..search.retrieval import Filters
-
-    return Filters(files=tuple(files or ()), date_from=since or "", date_to=until or "")
-
-
-IndexDir = typer.Option(None, "--index-dir", help="Where indexes live (default ./index, or ASSISTANT_INDEX_DIR).")
 
 
 @app.command()
@@ -370,63 +315,6 @@ def verify(
         typer.echo("verified: every quote is where the answer says" if report.ok else "NOT verified")
     if not report.ok:
         raise typer.Exit(1)
-
-
-@eval_app.callback()
-@boundary
-def eval_run(
-    ctx: typer.Context,
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="JSONL gold set (default: the sample set)."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model to evaluate."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N cases."),
-    baseline: bool = typer.Option(False, "--baseline", help="Evaluate stock LlamaIndex CitationQueryEngine instead."),
-    chat: Optional[str] = typer.Option(None, "--chat", help="JSONL gold conversations to run as chats too."),
-    timelines: Optional[str] = typer.Option(None, "--timelines", help="JSONL gold timelines to score instead."),
-    record: Optional[str] = typer.Option(None, "--record", help="Write every model request and reply to this file."),
-    replay: Optional[str] = typer.Option(None, "--replay",
-                                         help="Answer from a --record file instead of the model (identity checks)."),
-    replay_fallback: bool = typer.Option(False, "--replay-fallback",
-                                         help="With --replay: ask the model what the recording lacks."),
-    index_dir: Optional[str] = IndexDir,
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-) -> None:
-    """Evaluate the assistant on a gold dataset and write a run folder under evals/runs/."""
-    if ctx.invoked_subcommand is not None:
-        return
-    if timelines:
-        from ..evaluate.timelines import run as run_timelines, write_report
-
-        result = run_timelines(timelines, _settings(index_dir=index_dir, llm=llm), baseline=baseline)
-        folder = write_report(result)
-        typer.echo(json.dumps({k: v for k, v in result.items() if k != "stories"}) if as_json
-                   else (folder / "report.md").read_text(encoding="utf-8"))
-        if not as_json:
-            typer.echo(f"\nrun written to {folder}")
-        return
-    from ..evaluate.runner import run_eval
-
-    settings = _settings(index_dir=index_dir, llm=llm)
-    update, stop = _progress_callback("evaluating")
-    try:
-        report = run_eval(dataset, settings=settings, limit=limit, baseline=baseline, progress=update,
-                          conversations=chat, record=record, replay=replay,
-                          replay_fallback=replay_fallback)
-    finally:
-        stop()
-    if as_json:
-        typer.echo(json.dumps(report.summary, ensure_ascii=False))
-    else:
-        typer.echo(report.markdown)
-        typer.echo(f"\nrun written to {report.run_dir}")
-
-
-@eval_app.command("compare")
-@boundary
-def eval_compare(run_a: str = typer.Argument(...), run_b: str = typer.Argument(...)) -> None:
-    """Print each metric's change between two runs, and the questions that flipped."""
-    from ..evaluate.compare import compare_runs
-
-    typer.echo(compare_runs(run_a, run_b))
 
 
 def main() -> None:

@@ -13,6 +13,10 @@ from .. import errors
 from ..errors import AssistantError
 from ..types import Answer
 
+MAX_BODY = 1_000_000
+KEEPALIVE_S = 2.0  # a streaming response sends a keep-alive this often while the model works
+ENDPOINTS = ("/", "/docs", "/healthz", "/v1/models", "/v1/ask", "/v1/ask/stream", "/v1/chat/completions",
+             "/v1/search", "/v1/timeline", "/v1/files", "/v1/files/{name}")
 WORDS_PER_DELTA = 8
 
 # Library errors as HTTP statuses (anything else from the library is a 500).

@@ -34,12 +34,8 @@ __all__ = ["DEFAULT_PORT", "AssistantServer", "Reject", "check_bind", "error_bod
            "remove_discovery", "serve", "sources_block", "write_discovery"]
 
 DEFAULT_PORT = 8765
-MAX_BODY = 1_000_000
-KEEPALIVE_S = 2.0
 GRACE_S = 3.0  # on shutdown, how long requests in progress may still finish
 DISCOVERY = "server.json"
-ENDPOINTS = ("/", "/docs", "/healthz", "/v1/models", "/v1/ask", "/v1/ask/stream", "/v1/chat/completions",
-             "/v1/search", "/v1/timeline", "/v1/files", "/v1/files/{name}")
 T = TypeVar("T")
 
 
@@ -95,6 +91,7 @@ class AssistantServer:
         check_bind(host, token)
         from ..answering.ask import Assistant
         from .api import create_app
+        from .webapp import add_web
 
         self.socket = _listen(host, port)
         self.server_address = self.socket.getsockname()
@@ -107,7 +104,7 @@ class AssistantServer:
         self.held = 0  # requests admitted and not finished: the one answered and those waiting
         self.answer_s = 0.0  # time spent answering, for Retry-After
         self._admission = threading.Lock()
-        self.app = create_app(self)
+        self.app = create_app(self, extend=add_web)
         self._uvicorn: Any = None
         self._serving, self._stopped = threading.Event(), threading.Event()
 

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..errors import InputError
 from ..search.retrieval import Filters
-from . import server as server_mod
+from . import protocol
 from .api import check_length, log_failure
 from .protocol import AskRequest, Reject, error_body
 
@@ -152,7 +152,7 @@ async def _lines(future: Any, events: "asyncio.Queue[tuple[str, Any]]", gone: th
         yield _line({"type": "wait"})
         while True:
             try:
-                kind, value = await asyncio.wait_for(events.get(), timeout=server_mod.KEEPALIVE_S)
+                kind, value = await asyncio.wait_for(events.get(), timeout=protocol.KEEPALIVE_S)
             except asyncio.TimeoutError:
                 yield _line({"type": "wait"})
                 continue

@@ -1,1 +1,1 @@
-"""News tools: timelines of a topic and groups of copied articles."""
+"""News tools: timelines of a topic. (Copy groups are found while indexing: `indexing.copies`.)"""

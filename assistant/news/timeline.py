@@ -96,9 +96,11 @@ def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str
 
     base_day = datetime.fromisoformat(article_date[:10]) if len(article_date) >= 10 else None
     base = base_day or (datetime.fromisoformat(article_date[:7] + "-01") if len(article_date) >= 7 else None)
+    words = set(re.findall(r"[a-z]+", expression.lower()))
+    if base is None and len(article_date) == 4 and not _YEAR.search(expression):
+        return _in_year(expression, words, int(article_date), planned)
     if not placeable(expression, base is not None):
         return None
-    words = set(re.findall(r"[a-z]+", expression.lower()))
     text = re.sub(r"^(the|on|in|at|by|from|since|until|during)\s+", "", expression.strip(), flags=re.I)
     settings: dict[str, Any] = {"PREFER_DAY_OF_MONTH": "first", "RETURN_TIME_AS_PERIOD": True,
                                 "PREFER_DATES_FROM": "future" if planned else "past"}
@@ -132,6 +134,67 @@ def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str
     return when.strftime(fmt), period if period in PRECISIONS else "day"
 
 
+_RELATIVE_YEAR = re.compile(r"\b(this|next|last|the coming|the previous) year\b", re.I)
+_YEAR_OFFSET = {"this": 0, "next": 1, "the coming": 1, "last": -1, "the previous": -1}
+
+
+def _in_year(expression: str, words: set[str], year: int, planned: bool) -> tuple[str, str] | None:
+    """Place an expression in an article known only to its year (inferred from its text): a month
+    (and day) is in that year, "this/next/last year" is that year or the one beside it. A weekday
+    or "yesterday" needs the day, so it stays unplaced."""
+    relative = _RELATIVE_YEAR.search(expression)
+    if relative:
+        return str(year + _YEAR_OFFSET[relative.group(1).lower()]), "year"
+    if not words & set(MONTHS) or words & set(_ANCHORS) - {"this"}:
+        return None
+    placed = resolve_date(f"{expression} {year}", "", planned)
+    return placed
+
+
+def infer_year(sentences: list[str]) -> str:
+    """An undated article's year, from what its own text says: a sentence that names a year and
+    says "this year" (or "next year", "last year") beside it ("later this year as 2023 marks the
+    45th anniversary"; "next year ... in 2025") dates the article. The year most sentences give,
+    or "" when none does."""
+    votes: dict[int, int] = {}
+    for sentence in sentences:
+        relative = _RELATIVE_YEAR.findall(sentence)
+        years = set(_YEAR.findall(sentence))
+        if len(relative) == 1 and len(years) == 1:
+            year = int(next(iter(years))) - _YEAR_OFFSET[relative[0].lower()]
+            votes[year] = votes.get(year, 0) + 1
+    return str(max(votes, key=lambda y: (votes[y], y))) if votes else ""
+
+
+def reported_date(sentence: str, dates: list[Any]) -> list[Any]:
+    """The sentence's date expressions, the one the sentence reports first: the date closest (in
+    the parse) to the main verb, so "meet ... on April 1, the first visit since December 2019"
+    is about April 1. Falls back to the order of the text when the parser is not installed."""
+    if len(dates) < 2:
+        return dates
+    try:
+        from ..backends.ner import parse
+
+        tokens = parse(sentence)
+    except Exception:  # noqa: BLE001 - the parse only orders the candidates
+        return dates
+
+    def depth(entity: Any) -> int:
+        inside = [n for n, t in enumerate(tokens) if entity.start <= t.idx < entity.end]
+        if not inside:
+            return len(tokens)
+        best = len(tokens)
+        for n in inside:
+            steps, seen = 0, set()
+            while tokens[n].head != n and n not in seen:
+                seen.add(n)
+                n, steps = tokens[n].head, steps + 1
+            best = min(best, steps)
+        return best
+
+    return sorted(dates, key=lambda e: (depth(e), e.start))
+
+
 def _overlaps(event: TimelineEvent, since: str, until: str) -> bool:
     from ..search.retrieval import _period_end
 
@@ -162,6 +225,9 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
         raise InputError("the topic is empty: name a story, e.g. `assistant timeline \"seafood import ban\"`")
     Filters(date_from=since, date_to=until)  # the same date checks as --since/--until elsewhere
     passages: list[Passage] = retriever.search(topic, k=SEARCH_CHUNKS)
+    undated = [p.file for p in passages if not p.date]
+    articles = retriever.articles(undated) if undated else {}
+    years = {f: infer_year([s.text for s in a.sentences()]) for f, a in articles.items()}
     timeline = Timeline(topic)
     seen: set[tuple[str, int]] = set()
     unplaced = 0
@@ -172,10 +238,12 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
                 continue
             seen.add(key)
             sentence = p.text[span.start:span.end]
-            dates = [e for e in entities(sentence) if e.label == "DATE"]
+            dates = reported_date(sentence, [e for e in entities(sentence) if e.label == "DATE"])
             if not dates or len(content_terms(sentence)) < 4:
                 continue
-            if not any(placeable(e.text, bool(p.date)) for e in dates):
+            base = p.date or years.get(p.file, "")
+            if not any(placeable(e.text, bool(p.date)) or (base and not p.date and _in_year(
+                    e.text, set(re.findall(r"[a-z]+", e.text.lower())), int(base), False)) for e in dates):
                 unplaced += 1
                 continue
             note = f"Article date: {p.date}." if p.date else "Article date: unknown."
@@ -185,7 +253,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
             if choice.option == "NO" or p_topic < MIN_TOPIC_P:
                 continue
             planned = choice.option == "PLANNED"
-            placed = next((r for r in (resolve_date(e.text, p.date, planned) for e in dates) if r), None)
+            placed = next((r for r in (resolve_date(e.text, base, planned) for e in dates) if r), None)
             if placed is None:
                 unplaced += 1
                 continue
@@ -193,7 +261,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
                                 end=p.start + span.end, quote=sentence, copies=p.copies)
             event = TimelineEvent(date=placed[0], precision=placed[1], event=" ".join(sentence.split()),
                                   status="planned" if planned else "happened", citations=[citation],
-                                  article_date=p.date, date_text=next(e.text for e in dates), p_topic=p_topic)
+                                  article_date=p.date, date_text=dates[0].text, p_topic=p_topic)
             if since or until:
                 if not _overlaps(event, since, until):
                     continue

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 from ..backends import get_embedder
+from ..backends.cache import CACHE
 from ..dates import date_to_epoch
 from ..errors import IndexNotBuiltError, InputError, StoreError
 from ..settings import Settings
@@ -330,19 +331,12 @@ class Retriever:
                 for cid, text, meta in stored_chunks(collection, manifest_ids(manifest["files"]), self.loc)]
 
 
-_RETRIEVERS: dict[tuple, Retriever] = {}
-_RETRIEVERS_LOCK = threading.Lock()
-
-
 def get_retriever(settings: Settings) -> Retriever:
     """One retriever per index configuration in this process."""
     key = (settings.index_dir, settings.chroma_url, settings.collection, settings.embedder,
            settings.chunk_size, settings.chunk_overlap, settings.dense_k, settings.bm25_k, settings.rrf_k,
            settings.group_copies)
-    with _RETRIEVERS_LOCK:
-        if key not in _RETRIEVERS:
-            _RETRIEVERS[key] = Retriever(settings)
-        return _RETRIEVERS[key]
+    return CACHE.get("retriever", key, lambda: Retriever(settings))
 
 
 def search(query: str, settings: Settings | None = None, k: int | None = None,
