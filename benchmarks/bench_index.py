@@ -180,6 +180,54 @@ print(json.dumps({"seconds": full, "chunks": report.chunks, "files": report.adde
 """
 
 
+QUALITY = r"""
+import json, sys
+from assistant.answering.ask import Assistant
+from assistant.evaluate import evidence, metrics
+from assistant.evaluate.dataset import load_dataset
+from assistant.search.retrieval import get_retriever
+from assistant.settings import Settings
+dataset, corpus, index_dir, embedder = sys.argv[1:5]
+settings = Settings.from_env(environ={}, corpus_dir=corpus, index_dir=index_dir, embedder=embedder)
+cases = [c for c in load_dataset(dataset) if c.answerable and c.sources]
+retriever = get_retriever(settings)
+hits = {k: 0.0 for k in (1, 3, 5)}
+for case in cases:
+    files = [p.file for p in retriever.search(case.question, k=5)]
+    for k in hits:
+        hits[k] += metrics.hit_at_k(files, set(case.sources), k)
+summary = evidence.summarise(evidence.measure(Assistant(settings), load_dataset(dataset)))
+print(json.dumps({"cases": len(cases), **{f"file_hit@{k}": v / len(cases) for k, v in hits.items()},
+                  "evidence_all_in": summary["all_in"], "evidence_any_in": summary["any_in"],
+                  "evidence_answer_in": summary["answer_in"], "evidence_n": summary["n"]}))
+"""
+
+
+def quality(args: argparse.Namespace) -> None:
+    """Retrieval on a gold set for each EMBEDDER=INDEX_DIR pair: file hit@1/3/5 and evidence recall."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
+    env.update(HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False", PYTHONPATH=str(REPO))
+    rows = []
+    for pair in args.quality.split(","):
+        embedder, _, index_dir = pair.partition("=")
+        done = subprocess.run([sys.executable, "-c", QUALITY, args.dataset, args.corpus, index_dir, embedder],
+                              check=True, capture_output=True, text=True, env=env, cwd=REPO)
+        rows.append({"embedder": embedder, "index_dir": index_dir, **json.loads(done.stdout.strip().splitlines()[-1])})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    lines = [f"`benchmarks/bench_index.py --quality ... --dataset {args.dataset} --corpus {args.corpus}`, "
+             f"run {date.today().isoformat()}: {rows[0]['cases']} answerable cases with gold files "
+             f"({rows[0]['evidence_n']} with gold evidence sentences).", "",
+             "| embedder | file hit@1 | file hit@3 | file hit@5 | evidence all in | evidence any in | answer in |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| `{r['embedder']}` | {r['file_hit@1']:.3f} | {r['file_hit@3']:.3f} | {r['file_hit@5']:.3f} | "
+              f"{r['evidence_all_in']:.3f} | {r['evidence_any_in']:.3f} | {r['evidence_answer_in']:.3f} |" for r in rows]
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+
 def compare(args: argparse.Namespace) -> None:
     """Whole builds of one folder by old and new code and embedders, back to back (see the docstring)."""
     import json
@@ -239,7 +287,12 @@ def main() -> None:
     parser.add_argument("--old-commit", default="HEAD", help="the commit whose code the old: builds run")
     parser.add_argument("--files", type=int, default=0, help="with --compare: the first N .txt files of --corpus")
     parser.add_argument("--out", default="", help="with --compare: write the rows as JSON here")
+    parser.add_argument("--quality", default="", help="EMBEDDER=INDEX_DIR,...: retrieval on --dataset with each index")
+    parser.add_argument("--dataset", default=str(REPO / "evals" / "datasets" / "bbc_dev.jsonl"))
     args = parser.parse_args()
+    if args.quality:
+        quality(args)
+        return
     if args.compare:
         if not args.corpus:
             parser.error("--compare needs --corpus")

@@ -163,6 +163,20 @@ def test_embeddings_are_sent_in_batches_no_larger_than_the_setting(
     assert sum(recording_embedder.batches) == report.chunks
 
 
+def test_a_chunk_text_repeated_in_another_file_is_embedded_once(
+        corpus: Path, settings: Settings, recording_embedder: RecordingEmbedder) -> None:
+    original = corpus / "003_f17476cd56e4653e.txt"
+    (corpus / "zz_wire_copy.txt").write_text(original.read_text(encoding="utf-8"), encoding="utf-8")
+    report = build_index(corpus, settings=settings.with_(embed_batch_size=8))
+    assert len(recording_embedder.texts) == len(set(recording_embedder.texts)) < report.chunks
+    got = open_collection(locate(settings), create=False).get(include=["embeddings", "metadatas", "documents"])
+    by_file: dict[str, dict[str, Any]] = {}
+    for meta, text, vector in zip(got["metadatas"], got["documents"], got["embeddings"]):
+        by_file.setdefault(meta["file"], {})[text] = list(vector)
+    copies = by_file["zz_wire_copy.txt"]
+    assert copies and copies == {t: v for t, v in by_file[original.name].items() if t in copies}
+
+
 def test_progress_is_reported_once_per_file(corpus: Path, settings: Settings) -> None:
     (corpus / "notes.docx").write_bytes(b"PK not a text")
     seen: list[tuple[int, int, str]] = []

@@ -7,6 +7,7 @@ length-sorted batches, and each commit group is written to the store while the n
 from __future__ import annotations
 
 import time
+from array import array
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -16,6 +17,7 @@ from ..reading.loaders import check_file, read_metadata
 from ..settings import Settings
 from ..types import IndexReport, SkippedFile
 from . import keyword
+from .chunking import content_hash
 from .files import (_Pending, _items_of, _load_pending, _owner, _tidy_texts, chunk_id, file_digest,  # noqa: F401
                     make_chunks, save_text, walk_corpus)
 from .locks import IndexLock, _server_lease, lock_held  # noqa: F401 - lock_held: the search side's import
@@ -27,6 +29,8 @@ from .store import (IndexLocation, locate, manifest_version, open_collection, re
 # Files are committed to the store in groups: a crash loses at most one group's work. Each group is
 # one embedding call sequence and one Chroma upsert call sequence (of up to 1,000 chunks each).
 GROUP_CHUNKS = 512
+# Vectors of distinct chunk texts kept for the rest of a run (about 3 kB each), to embed a repeat once.
+MEMO_MAX = 20_000
 
 
 def _save_manifest(loc: IndexLocation, data: dict[str, Any]) -> None:
@@ -76,6 +80,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
     pending_chunks = 0
     embedder = None
     writer = Writer()
+    memo: dict[str, array] = {}
 
     def read(candidate: tuple[Path, str, str | None]) -> tuple[str, Any]:
         # On the reader thread: everything up to the chunks, nothing that touches `files`.
@@ -104,7 +109,8 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         group, count = pending, pending_chunks
         pending, pending_chunks = [], 0
         meter.start_group()
-        vectors = _embed_sorted(embedder, [c.text for item in group for c in item.chunks], settings.embed_batch_size)
+        vectors = _embed_sorted(embedder, [c.text for item in group for c in item.chunks], settings.embed_batch_size,
+                                memo)
         meter.embedding(count)
 
         def write() -> None:
@@ -287,18 +293,33 @@ def _write_group(collection: Any, pending: list[_Pending], vectors: list[list[fl
     _delete_ids(collection, stale, loc)
 
 
-def _embed_sorted(embedder: Any, texts: list[str], batch: int) -> list[list[float]]:
-    # Batches of similar length pad less: the model's cost is batch size x longest text.
-    order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
+def _embed_sorted(embedder: Any, texts: list[str], batch: int,
+                  memo: dict[str, array] | None = None) -> list[list[float]]:
+    """Vectors of `texts`, each distinct text embedded once: a text already in `memo` (this run's
+    earlier groups; wire copies and reposts repeat whole chunks) is not embedded again. Batches go
+    longest first, so each batch pads little (the model's cost is batch size x longest text)."""
+    memo = {} if memo is None else memo
     vectors: list[list[float]] = [[] for _ in texts]
-    for i in range(0, len(order), batch):
-        part = order[i:i + batch]
-        got = embedder.embed([texts[n] for n in part])
+    todo: dict[str, list[int]] = {}
+    for n, text in enumerate(texts):
+        known = memo.get(content_hash(text))
+        if known is not None:
+            vectors[n] = known.tolist()
+        else:
+            todo.setdefault(text, []).append(n)
+    unique = sorted(todo, key=len, reverse=True)
+    for i in range(0, len(unique), batch):
+        part = unique[i:i + batch]
+        got = embedder.embed(part)
         if len(got) != len(part):
             raise BackendUnavailableError(f"the embedder returned {len(got)} vectors for {len(part)} texts; "
-                             "check the embedder (ASSISTANT_EMBEDDER)")
-        for n, vector in zip(part, got):
-            vectors[n] = list(vector)
+                                          "check the embedder (ASSISTANT_EMBEDDER)")
+        for text, vector in zip(part, got):
+            vector = list(vector)
+            for n in todo[text]:
+                vectors[n] = vector
+            if len(memo) < MEMO_MAX:
+                memo[content_hash(text)] = array("d", vector)
     return vectors
 
 
