@@ -151,5 +151,5 @@ def test_an_openai_compatible_server_of_the_real_model_indexes_and_answers_like_
     assert (got * np.array(get_embedder(local).embed(TEXTS))).sum(axis=1).min() > 0.99999
     report = build_index(corpus, settings=remote)
     assert report.added == 5 and _ModelServer.requests >= report.chunks / 16
-    hits = search("Which country stopped buying fish from Japan?", remote, k=3)
-    assert "seafood" in hits[0].text.lower() or "fish" in hits[0].text.lower()
+    hits = search("seafood import ban", remote, k=3)
+    assert hits[0].file in {"003_f17476cd56e4653e.txt", "004_749f0bb3dcd254b9.txt"}
