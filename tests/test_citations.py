@@ -461,3 +461,12 @@ def test_a_when_question_needs_a_date_in_the_answer(queue_settings: Settings, mo
     assert undated.declined and undated.decline_reason == "addresses"
     assert "date" in next(v.reason for v in undated.verdicts if v.name == "addresses")
     assert not dated.declined and "April 2" in dated.answer
+
+
+def test_a_number_in_words_does_not_stop_a_citation_but_a_figure_in_digits_must_match() -> None:
+    src = hotline_source("S1")
+    question = q("How long after first agreeing was the hotline set up?")
+    # "the two governments" is wording, not a figure the source must give ("16 years" is).
+    assert carried(question, "The two governments set up the hotline 16 years after first agreeing on it.", [src], True)
+    assert not carried(question, "The two governments set up the hotline 61 years after first agreeing on it.",
+                       [src], True)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from ..text_utils import clip
-from .cli_common import IndexDir, _err, _parse_filters, _progress_callback, _settings, boundary
+from .cli_common import FileOnly, IndexDir, Since, Until, _err, _parse_filters, _progress_callback, _settings, boundary
 from .cli_eval import eval_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -49,9 +49,9 @@ def index(
 def search_cmd(
     text: str = typer.Argument(..., help="What to look for."),
     k: int = typer.Option(5, "--k", help="How many passages."),
-    file: Optional[list[str]] = typer.Option(None, "--file", help="Only this file (repeatable)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only articles dated on/after YYYY-MM-DD."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only articles dated on/before YYYY-MM-DD."),
+    file: Optional[list[str]] = FileOnly,
+    since: Optional[str] = Since,
+    until: Optional[str] = Until,
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -110,9 +110,9 @@ def _print_withheld(answer: Any) -> None:
 def ask(
     question: str = typer.Argument(..., help="The question."),
     llm: Optional[str] = typer.Option(None, "--llm", help="Chat model, e.g. local:qwen2.5-coder-0.5b, openai:gpt-4o-mini."),
-    file: Optional[list[str]] = typer.Option(None, "--file", help="Only this file (repeatable)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only articles dated on/after YYYY-MM-DD."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only articles dated on/before YYYY-MM-DD."),
+    file: Optional[list[str]] = FileOnly,
+    since: Optional[str] = Since,
+    until: Optional[str] = Until,
     index_dir: Optional[str] = IndexDir,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

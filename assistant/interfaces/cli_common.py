@@ -64,3 +64,6 @@ def _parse_filters(files: Optional[list[str]], since: Optional[str], until: Opti
 
 
 IndexDir = typer.Option(None, "--index-dir", help="Where indexes live (default ./index, or ASSISTANT_INDEX_DIR).")
+FileOnly = typer.Option(None, "--file", help="Only this file (repeatable).")
+Since = typer.Option(None, "--since", help="Only articles dated on/after YYYY-MM-DD.")
+Until = typer.Option(None, "--until", help="Only articles dated on/before YYYY-MM-DD.")

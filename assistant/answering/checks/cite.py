@@ -2,8 +2,10 @@
 source that does not carry it alone. Small models often drop labels, and often cite one of two
 passages a sentence merges.
 
-A set of sources carries a sentence when every figure and month the sentence gives is in them
-(dates and numbers are what answers get wrong, so the question's own never count), every name
+A set of sources carries a sentence when every figure written in digits and every month the
+sentence gives is in them (dates and numbers are what answers get wrong, so the question's own
+never count; "the two other executives" repeats a question's words, and the support check, not
+this one, judges whether a number in words is right), every name
 (NER: people, organisations, places, events) it gives is in them or in the question, and they
 hold at least half of its content words.
 """
@@ -30,7 +32,7 @@ def carried(q: Question, sentence: str, cited: Sequence[Source], use_ner: bool) 
     """Do these sources together carry the sentence (its figures, months and names, and half its words)?"""
     text = " ".join(s.evidence for s in cited)
     plain = blank_labels(sentence)
-    if not figures(plain) <= figures(text):
+    if not figures(plain, digits_only=True) <= figures(text):
         return False
     entities = ner.entities(plain) if use_ner else ()
     # Months a date in the sentence names (with NER, only inside dates: "may" is also a verb).

@@ -55,11 +55,14 @@ def entities_found(question: Question, passages: Sequence[Passage], required: fr
     return Verdict(Check.ENTITIES, True, score, "every name in the question appears in the passages")
 
 
-def figures(text: str) -> set[float]:
+def figures(text: str, digits_only: bool = False) -> set[float]:
     """The numeric values a text states: "26,500" and "1.2bn" and "two" and "twenty-five", each as
-    written and, with a scale word, scaled too ("1.2bn" gives 1.2 and 1.2e9)."""
+    written and, with a scale word, scaled too ("1.2bn" gives 1.2 and 1.2e9). `digits_only` leaves
+    out numbers written as words."""
     out: set[float] = set()
     for m in _FIGURE.finditer(text):
+        if digits_only and not m.group(1):
+            continue
         raw = (m.group(1) or m.group(2)).lower()
         if m.group(1):
             value = float(raw.replace(",", ""))
