@@ -151,6 +151,8 @@ def test_an_undated_article_gets_its_year_from_this_year_or_next_year_beside_a_y
     assert infer_year(["Qin Gang is expected to visit Japan later this year as 2023 marks the 45th anniversary "
                        "of the treaty.", "The ministers met on April 2."]) == "2023"
     assert infer_year(["Wang Yi is set to visit Japan next year for the dialogue, which will be held in 2025."]) == "2024"
+    assert infer_year(["Beijing is eager to make this year's 45th anniversary of the signing of the 1978 "
+                       "treaty an opportunity."]) == "2023"
     assert infer_year(["The treaty was signed in 1978.", "They met in December 2019."]) == ""  # no anchor: unknown
     # The year most sentences give wins.
     assert infer_year(["Sales rose this year, to 2004's record.", "Last year, in 2003, they fell.",

@@ -115,7 +115,7 @@ def about(story: dict[str, Any], corpus: Path) -> bool:
 
 
 def run(path: str | Path, settings: Settings, baseline: bool = False, record: str | Path | None = None,
-        replay: str | Path | None = None) -> dict[str, Any]:
+        replay: str | Path | None = None, replay_fallback: bool = False) -> dict[str, Any]:
     """Score every gold story of the configured corpus; returns the per-story and overall results.
     `record`/`replay` as for `run_eval`: the model's topic-and-status replies to a file, or from it
     (a date-resolution change is then measured without the model)."""
@@ -127,7 +127,7 @@ def run(path: str | Path, settings: Settings, baseline: bool = False, record: st
     stories = [s for s in load_stories(path) if about(s, corpus)]
     if not stories:
         raise InputError(f"no gold timeline in {path} is about the corpus {corpus} (set ASSISTANT_CORPUS)")
-    assistant = Assistant(settings, llm=model_for_eval(settings, record, replay))
+    assistant = Assistant(settings, llm=model_for_eval(settings, record, replay, replay_fallback))
     embed = assistant.retriever.embed_texts
     engine = None
     if baseline:

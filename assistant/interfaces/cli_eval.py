@@ -38,7 +38,7 @@ def eval_run(
         from ..evaluate.timelines import run as run_timelines, write_report
 
         result = run_timelines(timelines, _settings(index_dir=index_dir, llm=llm), baseline=baseline,
-                               record=record, replay=replay)
+                               record=record, replay=replay, replay_fallback=replay_fallback)
         folder = write_report(result)
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "stories"}) if as_json
                    else (folder / "report.md").read_text(encoding="utf-8"))

@@ -136,6 +136,8 @@ def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str
 
 _RELATIVE_YEAR = re.compile(r"\b(this|next|last|the coming|the previous) year\b", re.I)
 _YEAR_OFFSET = {"this": 0, "next": 1, "the coming": 1, "last": -1, "the previous": -1}
+# "the 45th anniversary of the signing of the 1978 treaty": that year plus 45.
+_ANNIVERSARY = re.compile(r"\b(\d{1,3})(?:st|nd|rd|th) anniversary of\b[^.;]{0,60}?\b(1[89]\d\d|20\d\d)\b", re.I)
 
 
 def _in_year(expression: str, words: set[str], year: int, planned: bool) -> tuple[str, str] | None:
@@ -152,16 +154,22 @@ def _in_year(expression: str, words: set[str], year: int, planned: bool) -> tupl
 
 
 def infer_year(sentences: list[str]) -> str:
-    """An undated article's year, from what its own text says: a sentence that names a year and
-    says "this year" (or "next year", "last year") beside it ("later this year as 2023 marks the
-    45th anniversary"; "next year ... in 2025") dates the article. The year most sentences give,
-    or "" when none does."""
+    """An undated article's year, from what its own text says: a sentence that says "this year"
+    (or "next year", "last year") and names one year beside it dates the article; a year given as
+    an anniversary ("this year's 45th anniversary of the 1978 treaty") counts as the year it
+    falls in. The year most sentences give, or "" when none does."""
     votes: dict[int, int] = {}
     for sentence in sentences:
         relative = _RELATIVE_YEAR.findall(sentence)
-        years = set(_YEAR.findall(sentence))
-        if len(relative) == 1 and len(years) == 1:
-            year = int(next(iter(years))) - _YEAR_OFFSET[relative[0].lower()]
+        if len(relative) != 1:
+            continue
+        offset = _YEAR_OFFSET[relative[0].lower()]
+        # "this year's 45th anniversary of the 1978 treaty": the anniversary is the year meant.
+        years = {int(m.group(2)) + int(m.group(1)) for m in _ANNIVERSARY.finditer(sentence)}
+        if not years:
+            years = {int(y) for y in _YEAR.findall(sentence)}
+        if len(years) == 1:
+            year = next(iter(years)) - offset
             votes[year] = votes.get(year, 0) + 1
     return str(max(votes, key=lambda y: (votes[y], y))) if votes else ""
 
