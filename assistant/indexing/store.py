@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +77,6 @@ def read_manifest(loc: IndexLocation) -> dict[str, Any] | None:
         cached = _LOCAL_CACHE.get(str(path))
         if cached and cached[0] == stamp:
             return cached[1]
-        if st.st_size >= PREWARM_MANIFEST_BYTES:
-            prewarm(loc)  # the store opens on another thread while this one parses the manifest
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
@@ -249,47 +246,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 _CLIENTS: dict[str, Any] = {}
 _HANDLES: dict[tuple[str, str], Any] = {}
-# One opener at a time: a second thread waits for the first one's client instead of making another.
-_OPEN_LOCK = threading.RLock()
-# A manifest this large (about 5,000 files) names an index whose store takes a while to open.
-PREWARM_MANIFEST_BYTES = 1 << 20
-_PREWARMED: set[str] = set()
-
-
-def prewarm(loc: IndexLocation) -> threading.Thread | None:
-    """Open a local index's collection and run one query on a daemon thread, once per process:
-    chromadb's import and the vector segment's load from disk then overlap the manifest's parse and
-    the keyword index's load, instead of following them at the first search. Failures are left for
-    the caller's own open to report."""
-    key = str(loc.chroma_path)
-    if loc.chroma_url or key in _PREWARMED or not loc.chroma_path.is_dir():
-        return None
-    _PREWARMED.add(key)
-
-    def work() -> None:
-        try:
-            handle = open_collection(loc, create=False)
-            dimension = getattr(getattr(handle, "_model", None), "dimension", None)
-            if dimension:
-                handle.query(query_embeddings=[[1.0] + [0.0] * (int(dimension) - 1)], n_results=1, include=[])
-        except Exception:  # noqa: BLE001 - the search's own open raises a StoreError with a fix
-            pass
-
-    thread = threading.Thread(target=work, name="store-prewarm", daemon=True)
-    thread.start()
-    return thread
 
 
 def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
     """Open (or create) the Chroma collection (or another one by `name`): on disk, or on a Chroma server."""
-    handle = _HANDLES.get((loc.chroma_url or str(loc.chroma_path.resolve()), name or loc.collection))
-    if handle is not None:
-        return handle  # the query path: no lock, no settings objects, no round trip
-    with _OPEN_LOCK:
-        return _open_collection(loc, create, name)
-
-
-def _open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
     try:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
