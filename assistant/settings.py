@@ -69,6 +69,13 @@ class Settings:
     evidence_files: int = 4
     candidate_chunks: int = 8
     candidate_files: int = 0  # the best this many files offer every sentence, not only the matched chunks
+    # One search per question, sliced: the first `candidate_chunks` feed the prompt, all of them the
+    # entities check (a name the question gives must be in one of these).
+    search_chunks: int = 20
+    # A question about now: the newest dated candidate sentence gains this much ranking score (the
+    # ranker's logit scale), and a note says so when the newest article is older than stale_days.
+    recency_weight: float = 1.0
+    stale_days: int = 120
     max_answer_tokens: int = 160
     # Local model runtime.
     n_threads: int = 2
@@ -96,6 +103,14 @@ class Settings:
     pick_none_max: float = 0.5
     # Sources the gate gives at least this probability are compared for disagreeing values.
     conflict_min_p: float = 0.15
+    # The cite check: the sources it gives an unlabelled sentence hold at least this share of its content
+    # words (the level the lexical citation judge was calibrated at on hand labels; evals/README.md).
+    cite_overlap_min: float = 0.5
+    # The pick check offers the model at most this many of the sources' entities.
+    pick_max_options: int = 24
+    # Timelines: chunks searched for a topic, and the least P(about the topic) an event needs.
+    timeline_chunks: int = 16
+    timeline_topic_min: float = 0.5
     # Named entities from spaCy (question names, answer types); off leaves those checks without names.
     ner: bool = True
     # Checks switched off, for ablations: any of entities, answerable, supported, addresses.

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from assistant.answering.ask import SEARCH_CHUNKS, Assistant
+    from assistant.answering.ask import Assistant
     from assistant.evaluate.dataset import load_dataset
     from assistant.evaluate.metrics import contains_answer
     from assistant.settings import Settings
@@ -64,7 +64,7 @@ def main() -> None:
                      "prompt_differs": [(s.file, s.start) for s in a.sources] != [(s.file, s.start) for s in b.sources]})
     differ = [r for r in rows if r["prompt_differs"]]
     result = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "questions": len(rows),
-              "copy_groups": len(on.retriever._current().groups), "searched_per_question": SEARCH_CHUNKS,
+              "copy_groups": len(on.retriever._current().groups), "searched_per_question": on.settings.search_chunks,
               "questions_with_copies_in_searched_off": sum(r["copy_slots_off"] > 0 for r in rows),
               "copy_slots_off_total": sum(r["copy_slots_off"] for r in rows),
               "gold_top5_on": sum(r["gold_top5_on"] for r in rows if r["answerable"]),

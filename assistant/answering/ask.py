@@ -34,12 +34,6 @@ from ..types import Check, Answer, Passage
 
 SENTINEL = "NOT_IN_SOURCES"
 DECLINE_TEXT = "The articles don't say."
-# One search, sliced: the first `candidate_chunks` feed the prompt, all of them the entity check.
-SEARCH_CHUNKS = 20
-# Questions about now: the newest dated candidate sentence gains this much score (logit scale).
-RECENCY_WEIGHT = 1.0
-# Questions about now: a note when the newest article is older than this many days.
-STALE_DAYS = 120
 _TIME_WORDS = re.compile(r"\b(when|latest|most recent|newest|last|first|earliest|date|year|month)\b", re.I)
 
 MessageFn = Callable[[str], None]
@@ -107,7 +101,7 @@ class Assistant:
         """Retrieve passages and spend the evidence budget on the sentences that matter, in context."""
         q = question if isinstance(question, Question) else self.understand(question)
         retriever = self.retriever
-        searched = retriever.search(q.text, k=SEARCH_CHUNKS, filters=filters)
+        searched = retriever.search(q.text, k=self.settings.search_chunks, filters=filters)
         passages = searched[:self.settings.candidate_chunks]
         ranked = self.rank_sentences(q, passages)
         if not ranked:
@@ -160,7 +154,7 @@ class Assistant:
             if dated and max(dated) > min(dated):
                 low, span = min(dated), max(dated) - min(dated)
                 for item, e in zip(ranked, epochs):
-                    item.score += RECENCY_WEIGHT * (e - low) / span if e else 0.0
+                    item.score += self.settings.recency_weight * (e - low) / span if e else 0.0
                 ranked.sort(key=lambda i: -i.score)
         return ranked
 
@@ -187,7 +181,7 @@ class Assistant:
             return ["The articles carry no publication dates, so the folder cannot tell which report is the "
                     "newest or how current this answer is."]
         age = (datetime.now().date() - datetime.fromisoformat(newest[:10].ljust(10, "-")[:7] + "-01").date()).days
-        if age > STALE_DAYS:
+        if age > self.settings.stale_days:
             return [f"The newest article in the folder is from {newest}; anything since then is not covered."]
         return []
 

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     from ..search.retrieval import Retriever
 
 OPTIONS = ("HAPPENED", "PLANNED", "NO")
-SEARCH_CHUNKS = 16
-MIN_TOPIC_P = 0.5  # an event needs P(about the topic) = 1 - P(NO) of at least this
 PRECISIONS = ("day", "week", "month", "year")
 _YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -232,7 +230,8 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
     if not topic:
         raise InputError("the topic is empty: name a story, e.g. `assistant timeline \"seafood import ban\"`")
     Filters(date_from=since, date_to=until)  # the same date checks as --since/--until elsewhere
-    passages: list[Passage] = retriever.search(topic, k=SEARCH_CHUNKS)
+    settings = retriever.settings
+    passages: list[Passage] = retriever.search(topic, k=settings.timeline_chunks)
     undated = [p.file for p in passages if not p.date]
     articles = retriever.articles(undated) if undated else {}
     years = {f: infer_year([s.text for s in a.sentences()]) for f, a in articles.items()}
@@ -258,7 +257,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
             choice = llm.choose([{"role": "user", "content": render(
                 "timeline_event", topic=topic, article_date=note, sentence=" ".join(sentence.split()))}], OPTIONS)
             p_topic = 1.0 - choice.probs.get("NO", 0.0)
-            if choice.option == "NO" or p_topic < MIN_TOPIC_P:
+            if choice.option == "NO" or p_topic < settings.timeline_topic_min:  # P(about the topic) = 1 - P(NO)
                 continue
             planned = choice.option == "PLANNED"
             placed = next((r for r in (resolve_date(e.text, base, planned) for e in dates) if r), None)

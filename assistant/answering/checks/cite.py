@@ -22,14 +22,12 @@ from ..citations import lexical_support
 from .question import TOPICAL, Question
 from .rules import figures
 
-# Share of a sentence's content words its sources must hold (the level the lexical citation
-# judge was calibrated at on hand labels: evals/README.md, "Support checker calibration").
-OVERLAP_MIN = 0.5
 _MONTH = re.compile(r"\b(" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\b", re.I)
 
 
-def carried(q: Question, sentence: str, cited: Sequence[Source], use_ner: bool) -> bool:
-    """Do these sources together carry the sentence (its figures, months and names, and half its words)?"""
+def carried(q: Question, sentence: str, cited: Sequence[Source], use_ner: bool, overlap_min: float = 0.5) -> bool:
+    """Do these sources together carry the sentence (its figures, months and names, and `overlap_min`
+    of its content words; the setting `cite_overlap_min`)?"""
     text = " ".join(s.evidence for s in cited)
     plain = blank_labels(sentence)
     if not figures(plain, digits_only=True) <= figures(text):
@@ -45,7 +43,7 @@ def carried(q: Question, sentence: str, cited: Sequence[Source], use_ner: bool) 
         terms = set(content_terms(e.text))
         if e.label in TOPICAL and terms and not terms <= words:
             return False
-    return lexical_support(plain, text) >= OVERLAP_MIN
+    return lexical_support(plain, text) >= overlap_min
 
 
 def _months(text: str) -> set[str]:
@@ -53,24 +51,24 @@ def _months(text: str) -> set[str]:
 
 
 def labels_for(q: Question, sentence: str, labels: Sequence[str], sources: Sequence[Source],
-               use_ner: bool) -> list[str]:
+               use_ner: bool, overlap_min: float = 0.5) -> list[str]:
     """Labels to add to a sentence: for one that cites nothing, the source (or pair of sources)
     that carries it; for one whose cited sources do not carry it, another source that completes
     them. Empty when none does."""
     by_label = {s.label: s for s in sources}
     if labels:
         cited = [by_label[lab] for lab in labels if lab in by_label]
-        if carried(q, sentence, cited, use_ner):
+        if carried(q, sentence, cited, use_ner, overlap_min):
             return []
-        return next(([o.label] for o in sources if o.label not in labels and carried(q, sentence, cited + [o], use_ner)),
+        return next(([o.label] for o in sources if o.label not in labels and carried(q, sentence, cited + [o], use_ner, overlap_min)),
                     [])
     ranked = sorted(sources, key=lambda s: -lexical_support(sentence, s.text))
     for s in ranked:
-        if carried(q, sentence, [s], use_ner):
+        if carried(q, sentence, [s], use_ner, overlap_min):
             return [s.label]
     # Small models merge two passages into one sentence (names from one, the date from another).
     for i, first in enumerate(ranked[:3]):
         for second in ranked[i + 1:]:
-            if carried(q, sentence, [first, second], use_ner):
+            if carried(q, sentence, [first, second], use_ner, overlap_min):
                 return [first.label, second.label]
     return []

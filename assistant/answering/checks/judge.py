@@ -64,10 +64,9 @@ def supported(llm: ChatModel, messages: list[Message], raw_answer: str, sentence
 # What a pick asks for, by question kind.
 PICK_WHAT = {"who": "name", "when": "date", "how_many": "number", "where": "place"}
 PICK_LABELS = {"where": frozenset({"GPE", "LOC", "FAC"})}
-MAX_PICK_OPTIONS = 24
 
 
-def pick_options(question: "Question", sources: Sequence[Source]) -> list[str]:
+def pick_options(question: "Question", sources: Sequence[Source], max_options: int = 24) -> list[str]:
     """The entities of the kind asked for in the sources (NER), minus those the question names."""
     from ...backends import ner
 
@@ -79,14 +78,15 @@ def pick_options(question: "Question", sources: Sequence[Source]) -> list[str]:
             text = " ".join(e.text.split())
             if e.label in wants and text.lower() not in asked and text.lower() not in seen and '"' not in text:
                 seen[text.lower()] = text
-    return list(seen.values())[:MAX_PICK_OPTIONS]
+    return list(seen.values())[:max_options]
 
 
-def pick(llm: ChatModel, messages: list[Message], question: "Question", sources: Sequence[Source]) -> Choice | None:
+def pick(llm: ChatModel, messages: list[Message], question: "Question", sources: Sequence[Source],
+         max_options: int = 24) -> Choice | None:
     """The model's pick, under a grammar, of the entity of the sources that answers (or NONE);
     None when the question asks for no kind of entity or the sources hold none of that kind."""
     what = PICK_WHAT.get(question.kind)
-    options = pick_options(question, sources) if what else []
+    options = pick_options(question, sources, max_options) if what else []
     if not options:
         return None
     last = messages[-1]

@@ -105,7 +105,7 @@ class Judge:
         """Labels to add to a draft sentence that cites no source, or one that does not carry it."""
         if not self.on(Check.CITE):
             return []
-        added = labels_for(q, sentence, labels, sources, self.ner)
+        added = labels_for(q, sentence, labels, sources, self.ner, self.settings.cite_overlap_min)
         if added:
             judged.verdicts.append(Verdict(Check.CITE, True, None, f"{', '.join(added)} carries it, added to "
                                            f"{'its labels' if labels else 'a sentence with no label'}",
@@ -149,6 +149,6 @@ class Judge:
         if self.on(Check.ADDRESSES):
             judged.verdicts.append(addresses(q, kept))
         if self.settings.pick_check and self.on(Check.PICKED) and (judged.first_failure() is None or self.trace):
-            choice = pick(self.llm, messages, q, sources)
+            choice = pick(self.llm, messages, q, sources, self.settings.pick_max_options)
             judged.verdicts.append(picked(q, kept, choice, self.settings.pick_none_max))
 
