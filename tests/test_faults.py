@@ -363,7 +363,9 @@ def test_indexer_killed_mid_run_leaves_the_previous_index_answering_and_a_rerun_
     # Many new files: several commit groups, so the kill lands after one group is committed.
     for n in range(40):
         src = sorted(SAMPLES.glob("*.txt"))[n % 5]
-        (corpus / f"copy_{n:02d}.txt").write_text(f"Copy {n}.\n\n" + src.read_text(encoding="utf-8"), "utf-8")
+        # Every sentence marked: a chunk text seen before in the run is not embedded again.
+        text = src.read_text(encoding="utf-8").replace(". ", f" (copy {n}). ")
+        (corpus / f"copy_{n:02d}.txt").write_text(f"Copy {n}.\n\n" + text, "utf-8")
     proc = subprocess.Popen(run + ["7"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + BOUND * 3
