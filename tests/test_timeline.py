@@ -78,7 +78,9 @@ def test_a_timeline_orders_cited_events_and_keeps_planned_apart_from_happened(sa
 
 def test_since_and_until_apply_to_event_dates(sample: Settings) -> None:
     events = timeline_of(sample, TOPIC, since="2023-01-01", until="2023-06-30").events
-    assert events and all("2023-01" <= e.date[:7] <= "2023-06" for e in events)
+    # A month or day inside the range; a year-precision event ("later this year" in a 2023 article)
+    # overlaps it.
+    assert events and all("2023-01" <= e.date[:7] <= "2023-06" or e.date == "2023" for e in events)
     with pytest.raises(Exception, match="not a date"):
         timeline_of(sample, TOPIC, since="soon")
 
@@ -170,6 +172,16 @@ def test_an_undated_article_gets_its_year_from_this_year_or_next_year_beside_a_y
 def test_an_article_known_only_to_its_year_places_months_and_relative_years(expression: str, planned: bool,
                                                                             expected: tuple[str, str] | None) -> None:
     assert resolve_date(expression, "2023", planned) == expected
+
+
+@pytest.mark.parametrize("expression,article,expected", [
+    ("later this year", "2023-05", ("2023", "year")),
+    ("early next year", "2024-12-25", ("2025", "year")),
+    ("last year", "2023-03-31", ("2022", "year")),
+])
+def test_this_next_and_last_year_are_the_article_year_and_its_neighbours(expression: str, article: str,
+                                                                       expected: tuple[str, str]) -> None:
+    assert resolve_date(expression, article, planned=False) == expected
 
 
 def test_the_date_a_sentence_reports_comes_before_a_date_it_mentions_in_passing() -> None:

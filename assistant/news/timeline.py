@@ -97,6 +97,10 @@ def resolve_date(expression: str, article_date: str, planned: bool) -> tuple[str
     words = set(re.findall(r"[a-z]+", expression.lower()))
     if base is None and len(article_date) == 4 and not _YEAR.search(expression):
         return _in_year(expression, words, int(article_date), planned)
+    relative = _RELATIVE_YEAR.search(expression)
+    if base is not None and relative and not _YEAR.search(expression) and not words & set(MONTHS):
+        # "later this year", "early next year": the year, which dateparser does not read.
+        return str(base.year + _YEAR_OFFSET[relative.group(1).lower()]), "year"
     if not placeable(expression, base is not None):
         return None
     text = re.sub(r"^(the|on|in|at|by|from|since|until|during)\s+", "", expression.strip(), flags=re.I)
@@ -260,15 +264,15 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
             if choice.option == "NO" or p_topic < settings.timeline_topic_min:  # P(about the topic) = 1 - P(NO)
                 continue
             planned = choice.option == "PLANNED"
-            placed = next((r for r in (resolve_date(e.text, base, planned) for e in dates) if r), None)
-            if placed is None:
+            placed, used = next(((r, e) for e in dates if (r := resolve_date(e.text, base, planned))), (None, None))
+            if placed is None or used is None:
                 unplaced += 1
                 continue
             citation = Citation(label=f"T{len(timeline.events) + 1}", file=p.file, start=p.start + span.start,
                                 end=p.start + span.end, quote=sentence, copies=p.copies)
             event = TimelineEvent(date=placed[0], precision=placed[1], event=" ".join(sentence.split()),
                                   status="planned" if planned else "happened", citations=[citation],
-                                  article_date=p.date, date_text=dates[0].text, p_topic=p_topic)
+                                  article_date=p.date, date_text=used.text, p_topic=p_topic)
             if since or until:
                 if not _overlaps(event, since, until):
                     continue
