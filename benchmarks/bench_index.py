@@ -176,7 +176,8 @@ again = build_index(corpus, settings=settings)
 reindex = time.perf_counter() - started
 assert again.embedded_chunks == 0 and again.unchanged == report.added, again
 print(json.dumps({"seconds": full, "chunks": report.chunks, "files": report.added, "reindex_s": reindex,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 
@@ -270,7 +271,9 @@ def compare(args: argparse.Namespace) -> None:
     for row in results:
         lines.append(f"| {row['side']} | `{row['embedder']}` | {row['seconds']:.1f} s | {row['chunks_per_s']:.1f} | "
                      f"{row['chunks_per_s'] / base['chunks_per_s']:.2f}x | {row['reindex_s']:.2f} s "
-                     f"({row['reindex_s'] / row['seconds']:.1%}) | {row['peak_rss_mb']:.0f} MB |")
+                     f"({row['reindex_s'] / row['seconds']:.1%}) | {row['peak_rss_mb']:.0f} MB"
+                     + (f" (a child: {row['children_peak_rss_mb']:.0f} MB)" if row.get("children_peak_rss_mb") else "")
+                     + " |")
     print("\n".join(lines))
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")

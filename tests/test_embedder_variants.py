@@ -94,9 +94,20 @@ def test_failed_export_keeps_nothing_and_names_the_torch_variant(tmp_path: Path,
         raise RuntimeError("exporter crashed")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
+    dest = tmp_path / "model-onnx.onnx"
     with pytest.raises(ModelFileError, match="@torch"):
-        get_embedder(_settings(tmp_path, "local:all-MiniLM-L6-v2@onnx")).embed(["a"])
-    left = [p.name for p in (tmp_path / "models" / "onnx").rglob("*") if p.name != ".lock"]
+        embedders._export_here(SOURCE, "onnx", dest)  # the exporter itself, in this process
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a partial export was left behind"
+
+
+def test_an_export_failing_in_its_child_process_is_a_model_file_error_and_keeps_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "not-a-model"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"not weights")  # no config.json either
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelFileError, match="@torch"):
+        embedders.ensure_onnx_export(broken, "onnx", cache)
+    left = [p.name for p in (cache / "models" / "onnx").rglob("*") if p.name != ".lock"]
     assert not [name for name in left if name.endswith(".onnx") or name.startswith(".export-")], left
 
 

@@ -209,6 +209,32 @@ def _export_verified(dest: Path, marker: Path, sha256_file: "Callable[[Path], st
 
 
 def _export(model_dir: Path, variant: str, dest: Path) -> None:
+    """Run `_export_here` in a child process: torch and the float weights (about 1 GB) are loaded
+    there and given back when it exits, so the process that embeds never holds them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom pathlib import Path\nfrom assistant.backends.embedders import _export_here\n"
+            "from assistant.errors import AssistantError\n"
+            "try:\n    _export_here(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))\n"
+            "except AssistantError as exc:\n    sys.exit(str(exc))\n")
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
+    done = subprocess.run([sys.executable, "-c", code, str(model_dir), variant, str(dest)], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise ModelFileError(lines[-1] if lines and "ONNX" in lines[-1] else
+                             f"exporting the embedder to ONNX ({variant}) failed in its child process "
+                             f"({(lines or ['no message'])[-1][:200]}); use the torch variant instead "
+                             "(ASSISTANT_EMBEDDER=local:all-MiniLM-L6-v2@torch)")
+    if not dest.is_file():
+        raise ModelFileError(f"exporting the embedder to ONNX ({variant}) wrote no file; use the torch variant "
+                             "instead (ASSISTANT_EMBEDDER=local:all-MiniLM-L6-v2@torch)")
+
+
+def _export_here(model_dir: Path, variant: str, dest: Path) -> None:
     """Export the packaged weights to ONNX (torch, local files only), fuse attention, and for
     `onnx-int8` quantise the weights; written under a temp name and renamed, so a failure leaves
     no file under the real name."""
