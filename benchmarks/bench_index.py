@@ -47,7 +47,8 @@ sys.path.insert(0, str(REPO))
 
 from assistant.indexing.chunking import split_sentences  # noqa: E402
 from assistant.reading.cleaning import clean_text  # noqa: E402
-from assistant.indexing.build import build_index, make_chunks, walk_corpus, file_digest  # noqa: E402
+from assistant.indexing.build import build_index  # noqa: E402
+from assistant.indexing.files import file_digest, make_chunks, walk_corpus  # noqa: E402
 from assistant.reading.loaders import load_document, read_metadata  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
 

@@ -182,7 +182,9 @@ def test_a_single_node_chroma_run_is_probed_for_sparse_bm25_and_bm25s_is_used(
     settings = _server_settings(chroma_url, index_dir, corpus, "server-probe")
     build_index(corpus, settings=settings)
     assert store.sparse_supported(locate(settings)) is False  # found by trying, not assumed
-    client = store._CLIENTS[chroma_url]
+    from assistant.backends.cache import CACHE
+
+    client = CACHE.peek("chroma client", (chroma_url,))
     assert "server-probe-" + locate(settings).fingerprint + "-sparse-probe" not in [c.name for c in client.list_collections()]
     assert search("seafood import ban", settings, k=1)[0].file.startswith(("003_", "004_"))
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from assistant.settings import CHECKS
+from assistant.evaluate.ablation import REDECIDABLE
 
 from assistant.evaluate.ablation import Config, ablations, decide, fire_counts, score, sweep
 from assistant.evaluate.runner import run_eval
@@ -53,7 +53,7 @@ def test_the_gate_sweep_trades_wrong_declines_for_declined_unanswerables() -> No
     assert rows[0.3]["correct"] == 0.5 and rows[0.3]["wrong_decline"] == 0.5 and rows[0.3]["correct_decline"] == 1.0
     assert rows[0.5]["correct"] == 1.0 and rows[0.5]["answered_unanswerable"] == 1
     names = [tuple(r["off"]) for r in ablations(records, 0.3, 0.5)]
-    assert names[0] == () and ("answerable",) in names and len(names[-1]) == len(CHECKS)
+    assert names[0] == () and ("answerable",) in names and len(names[-1]) == len(REDECIDABLE) and "cite" not in names[-1]
     assert fire_counts(records)["answerable"] == {"ran": 3, "failed": 2}
     assert score(records, Config(frozenset(), 0.3, 0.5))["n_unanswerable"] == 1
 

@@ -32,7 +32,8 @@ import assistant.indexing.build as indexing
 import assistant.indexing.store as store
 from assistant.answering.ask import Assistant
 from assistant.errors import AssistantError, BackendUnavailableError, StoreError
-from assistant.indexing.build import build_index, file_digest, make_chunks
+from assistant.indexing.build import build_index
+from assistant.indexing.files import file_digest, make_chunks
 from assistant.reading.loaders import load_document, read_metadata
 from assistant.search.retrieval import search
 from assistant.settings import Settings

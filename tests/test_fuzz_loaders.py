@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from assistant.indexing.chunking import chunk_text
 from assistant.reading.cleaning import keep_spans
-from assistant.indexing.build import build_index, file_digest, make_chunks
+from assistant.indexing.build import build_index
+from assistant.indexing.files import file_digest, make_chunks
 from assistant.reading.loaders import SkipFile, load_document, read_metadata
 from assistant.settings import Settings
 from assistant.indexing.store import locate, open_collection, read_manifest

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from assistant.indexing import build as indexing, keyword
+from assistant.indexing.files import make_chunks
 from assistant.indexing.build import IndexLock, build_index
 from assistant.search.retrieval import Filters, get_retriever, search
 from assistant.settings import Settings
@@ -116,7 +117,7 @@ def test_mid_run_a_reader_keeps_the_last_keyword_index_and_masks_changed_files(
         manifest = read_manifest(loc)
         files = dict(manifest["files"])
         digest = indexing.file_digest(target, None)
-        chunks = indexing.make_chunks(target.name, target.read_text(encoding="utf-8"), digest, "", "", settings)
+        chunks = make_chunks(target.name, target.read_text(encoding="utf-8"), digest, "", "", settings)
         pending = [indexing._Pending(target.name, digest, chunks, True)]
         from assistant.backends import get_embedder
 
@@ -169,7 +170,8 @@ def test_a_local_store_has_no_sparse_index_so_bm25s_ranks_keywords(corpus: Path,
 
 
 def test_where_the_server_ranks_bm25_itself_its_search_api_is_used(
-        corpus: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+        corpus: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> None:
     # No distributed Chroma here: a stand-in collection records the plan and answers like one.
     import assistant.indexing.store as store
 
@@ -196,7 +198,10 @@ def test_where_the_server_ranks_bm25_itself_its_search_api_is_used(
     manifest = read_manifest(locate(settings))
     monkeypatch.setattr("assistant.search.retrieval.read_manifest", lambda loc: manifest)
     monkeypatch.setattr(retriever.loc, "chroma_url", "http://chroma.example:8000")
-    monkeypatch.setitem(store._SPARSE, "http://chroma.example:8000", True)
+    from assistant.backends.cache import CACHE
+
+    CACHE.put("sparse", ("http://chroma.example:8000",), True)  # as if that server had said yes
+    request.addfinalizer(lambda: CACHE.pop("sparse", ("http://chroma.example:8000",)))
     monkeypatch.setattr("assistant.search.retrieval.open_collection", lambda loc, create: Remote())
     hits = retriever.search("ferry route", k=3, filters=Filters(files=(rel,)))
     assert [h.chunk_id for h in hits] == ["x1"]  # the stale file version is dropped

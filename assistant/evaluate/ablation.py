@@ -107,11 +107,16 @@ def traced(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("traced")]
 
 
+# Checks a traced run can switch off afterwards. `cite` cannot: it decides which sentences of the
+# draft reach the other checks at all, so its ablation is a run with ASSISTANT_CHECKS_OFF=cite.
+REDECIDABLE = tuple(c for c in CHECKS if c != Check.CITE)
+
+
 def ablations(records: Sequence[dict[str, Any]], gate_none_max: float, support_min: float) -> list[dict[str, Any]]:
-    """The shipped configuration, each check off alone, and all off."""
+    """The shipped configuration, each check off alone, and all off (of those a trace can re-decide)."""
     rows = [score(records, Config(frozenset(), gate_none_max, support_min))]
-    rows += [score(records, Config(frozenset({c}), gate_none_max, support_min)) for c in CHECKS]
-    rows.append(score(records, Config(frozenset(CHECKS), gate_none_max, support_min)))
+    rows += [score(records, Config(frozenset({c}), gate_none_max, support_min)) for c in REDECIDABLE]
+    rows.append(score(records, Config(frozenset(REDECIDABLE), gate_none_max, support_min)))
     return rows
 
 

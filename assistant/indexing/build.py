@@ -18,9 +18,8 @@ from ..settings import Settings
 from ..types import IndexReport, SkippedFile
 from . import keyword
 from .chunking import content_hash
-from .files import (_Pending, _items_of, _load_pending, _owner, _tidy_texts, chunk_id, file_digest,  # noqa: F401
-                    make_chunks, save_text, walk_corpus)
-from .locks import IndexLock, _server_lease, lock_held  # noqa: F401 - lock_held: the search side's import
+from .files import _Pending, _items_of, _load_pending, _owner, _tidy_texts, file_digest, walk_corpus
+from .locks import IndexLock, _server_lease
 from .pipeline import Meter, ProgressFn, Writer, read_ahead
 from .store import (IndexLocation, locate, manifest_version, open_collection, read_manifest, server_manifest,
                     store_error, write_json_atomic)

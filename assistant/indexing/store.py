@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends.cache import CACHE
 from ..reading.cleaning import CLEANING_VERSION
 from ..errors import BackendUnavailableError, ConfigError, IndexLockedError, StoreError
 
@@ -63,7 +64,6 @@ def manifest_version(files: dict[str, Any]) -> str:
 
 
 LEASE_SECONDS = 600.0  # an indexing run renews its lease after every commit group
-_LOCAL_CACHE: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
 
 def read_manifest(loc: IndexLocation) -> dict[str, Any] | None:
@@ -74,7 +74,7 @@ def read_manifest(loc: IndexLocation) -> dict[str, Any] | None:
     try:
         st = path.stat()
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        cached = _LOCAL_CACHE.get(str(path))
+        cached = CACHE.peek("manifest", (str(path),))
         if cached and cached[0] == stamp:
             return cached[1]
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -84,7 +84,7 @@ def read_manifest(loc: IndexLocation) -> dict[str, Any] | None:
         raise StoreError(f"index manifest {loc.manifest_path} is unreadable ({exc}); "
                          f"delete {loc.root} and run `assistant index` again") from None
     data.setdefault("version", manifest_version(data.get("files", {})))
-    _LOCAL_CACHE[str(path)] = (stamp, data)
+    CACHE.put("manifest", (str(path),), (stamp, data))
     return data
 
 
@@ -215,15 +215,9 @@ def _record_id(rel: str) -> str:
     return "file:" + hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-_SERVER_MANIFESTS: dict[tuple[str, str], ServerManifest] = {}
-
-
 def server_manifest(loc: IndexLocation) -> ServerManifest:
     """The (cached) manifest on the Chroma server for this location."""
-    key = (loc.chroma_url, loc.collection)
-    if key not in _SERVER_MANIFESTS:
-        _SERVER_MANIFESTS[key] = ServerManifest(loc)
-    return _SERVER_MANIFESTS[key]
+    return CACHE.get("server manifest", (loc.chroma_url, loc.collection), lambda: ServerManifest(loc))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -244,10 +238,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-_CLIENTS: dict[str, Any] = {}
-_HANDLES: dict[tuple[str, str], Any] = {}
-
-
 def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
     """Open (or create) the Chroma collection (or another one by `name`): on disk, or on a Chroma server."""
     try:
@@ -257,10 +247,10 @@ def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
         raise BackendUnavailableError("chromadb is not installed: pip install chromadb") from None
     key = loc.chroma_url or str(loc.chroma_path.resolve())
     try:
-        handle = _HANDLES.get((key, name or loc.collection))
+        handle = CACHE.peek("chroma collection", (key, name or loc.collection))
         if handle is not None:
             return handle  # the query path: no settings objects, no round trip
-        client = _CLIENTS.get(key)
+        client = CACHE.peek("chroma client", (key,))
         if client is None:
             chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
             if loc.chroma_url:
@@ -274,7 +264,7 @@ def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
             else:
                 loc.chroma_path.mkdir(parents=True, exist_ok=True)
                 client = chromadb.PersistentClient(path=str(loc.chroma_path), settings=chroma_settings)
-            _CLIENTS[key] = client
+            CACHE.put("chroma client", (key,), client)
         if create and not name and sparse_supported(loc):
             handle = client.get_or_create_collection(loc.collection, metadata={"hnsw:space": "cosine"},
                                                      schema=sparse_schema())
@@ -282,18 +272,17 @@ def open_collection(loc: IndexLocation, create: bool, name: str = "") -> Any:
             handle = client.get_or_create_collection(name or loc.collection, metadata={"hnsw:space": "cosine"})
         else:
             handle = client.get_collection(name or loc.collection)
-        _HANDLES[(key, name or loc.collection)] = handle
+        CACHE.put("chroma collection", (key, name or loc.collection), handle)
         return handle
     except ConfigError:
         raise
     except Exception as exc:
-        _CLIENTS.pop(key, None)
+        CACHE.pop("chroma client", (key,))
         forget_handles()
         raise _store_error(exc, loc) from None
 
 
 SPARSE_KEY = "bm25_sparse"
-_SPARSE: dict[str, bool] = {}
 
 
 def sparse_schema() -> Any:
@@ -310,28 +299,30 @@ def sparse_supported(loc: IndexLocation) -> bool:
     do; a local store and a single-node `chroma run` refuse it). Found by trying, once per server."""
     if not loc.chroma_url:
         return False
-    if loc.chroma_url not in _SPARSE:
-        client = _CLIENTS.get(loc.chroma_url)
+    known = CACHE.peek("sparse", (loc.chroma_url,))
+    if known is None:
+        client = CACHE.peek("chroma client", (loc.chroma_url,))
         if client is None:
             open_collection(loc, create=True, name=f"{loc.collection}-manifest")
-            client = _CLIENTS[loc.chroma_url]
+            client = CACHE.peek("chroma client", (loc.chroma_url,))
         probe = f"{loc.collection}-sparse-probe"
         try:
             client.get_or_create_collection(probe, schema=sparse_schema())
         except Exception:
-            _SPARSE[loc.chroma_url] = False  # "Sparse vector indexing is not enabled ..."
+            known = False  # "Sparse vector indexing is not enabled ..."
         else:
-            _SPARSE[loc.chroma_url] = True
+            known = True
             try:
                 client.delete_collection(probe)
             except Exception:
                 pass
-    return _SPARSE[loc.chroma_url]
+        CACHE.put("sparse", (loc.chroma_url,), known)
+    return bool(known)
 
 
 def forget_handles() -> None:
     """Drop cached collection handles (after a failure, or when a collection was deleted)."""
-    _HANDLES.clear()
+    CACHE.clear("chroma collection")
 
 
 def _store_error(exc: Exception, loc: IndexLocation) -> StoreError:

@@ -133,7 +133,7 @@ class Retriever:
         return ensure_keyword_index(self.loc, files)
 
     def _indexing_now(self) -> bool:
-        from ..indexing.build import lock_held
+        from ..indexing.locks import lock_held
 
         if self.loc.chroma_url:
             from ..indexing.store import server_manifest
