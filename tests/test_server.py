@@ -35,7 +35,7 @@ from assistant.errors import (BackendUnavailableError, ConfigError, IndexNotBuil
 from assistant.interfaces.server import AssistantServer, is_loopback, make_server
 from assistant.settings import Settings
 from assistant.types import Answer
-from caches import clear_process_caches
+from served import running
 
 REPO = Path(__file__).resolve().parent.parent
 ASTELLAS_Q = "Which pharmaceutical firm employed the senior employee detained in Beijing in March?"
@@ -50,29 +50,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return built_sample(tmp_path_factory, "serve")
 
 
-def _running(settings: Settings, token: str = "") -> Iterator[AssistantServer]:
-    clear_process_caches()
-    server = make_server(settings, port=0, token=token)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        clear_process_caches()
-
-
 @pytest.fixture
 def server(built: Settings) -> Iterator[AssistantServer]:
     """A server without a token, in a thread on a free port."""
-    yield from _running(built)
+    yield from running(built)
 
 
 @pytest.fixture
 def token_server(built: Settings) -> Iterator[AssistantServer]:
     """A server that requires TOKEN."""
-    yield from _running(built, TOKEN)
+    yield from running(built, TOKEN)
 
 
 def _post(url: str, path: str, body: bytes | dict[str, Any], token: str = "",
@@ -147,7 +134,7 @@ def test_a_client_reading_only_the_content_sees_each_citation_label_file_and_quo
 
 
 def test_the_sources_block_can_be_switched_off_by_setting(built: Settings) -> None:
-    for server in _running(built.with_(server_sources_block=False)):
+    for server in running(built.with_(server_sources_block=False)):
         resp = _client(server.url).chat.completions.create(model="m", messages=[{"role": "user", "content": ASTELLAS_Q}])
         assert "Sources:" not in (resp.choices[0].message.content or "")
         assert (resp.model_extra or {})["citations"]
@@ -237,7 +224,7 @@ def test_healthz_reports_the_model_and_index_without_waiting_for_the_model(serve
 @pytest.fixture
 def roomy_server(built: Settings) -> Iterator[AssistantServer]:
     """A server whose queue holds six requests."""
-    yield from _running(built.with_(server_queue_max=6))
+    yield from running(built.with_(server_queue_max=6))
 
 
 def test_parallel_requests_queue_for_the_one_model_and_are_all_answered(
@@ -300,7 +287,7 @@ def test_a_question_over_the_limit_is_413_with_the_setting_named(server: Assista
 
 def test_beyond_the_queue_bound_a_request_gets_503_with_retry_after(built: Settings,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    for server in _running(built.with_(server_queue_max=1)):
+    for server in running(built.with_(server_queue_max=1)):
         release, entered = threading.Event(), threading.Event()
         real = server.answer
 
@@ -327,7 +314,7 @@ def test_beyond_the_queue_bound_a_request_gets_503_with_retry_after(built: Setti
 
 def test_twenty_concurrent_clients_each_get_an_answer_or_a_clean_503(built: Settings,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    for server in _running(built.with_(server_queue_max=4)):
+    for server in running(built.with_(server_queue_max=4)):
         real = server.answer
 
         def slow(*args: Any, **kwargs: Any) -> Any:

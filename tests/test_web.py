@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -27,9 +26,9 @@ sync_api = pytest.importorskip("playwright.sync_api",
 from assistant.backends import get_llm  # noqa: E402
 from assistant.backends.llms import Completion  # noqa: E402
 from assistant.interfaces.client import ask_via_server  # noqa: E402
-from assistant.interfaces.server import AssistantServer, make_server  # noqa: E402
+from assistant.interfaces.server import AssistantServer  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
-from caches import clear_process_caches  # noqa: E402
+from served import running  # noqa: E402
 from conftest import built_sample  # noqa: E402
 
 ASTELLAS_Q = "Which pharmaceutical firm employed the senior employee detained in Beijing in March?"
@@ -45,21 +44,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return built_sample(tmp_path_factory, "web")
 
 
-def _running(settings: Settings, token: str = "") -> Iterator[AssistantServer]:
-    clear_process_caches()
-    server = make_server(settings, port=0, token=token)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        clear_process_caches()
-
-
 @pytest.fixture(scope="module")
 def server(built: Settings) -> Iterator[AssistantServer]:
-    yield from _running(built)
+    yield from running(built)
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +264,7 @@ def test_the_api_docs_render_without_the_internet(page: Any, server: AssistantSe
 
 
 def test_with_a_token_the_page_asks_for_it_and_then_answers(browser: Any, built: Settings) -> None:
-    for server in _running(built, TOKEN):
+    for server in running(built, TOKEN):
         for page in _page(browser, server.url):
             page.goto(f"{server.url}/?q={quote(ASTELLAS_Q)}")
             page.wait_for_selector(".turn .error")
