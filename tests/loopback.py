@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -35,3 +38,34 @@ class LoopbackServer:
             self.release.set()  # let handlers that stall on purpose finish
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def embeddings_handler(embed: Callable[[list[str]], list[list[float]]]) -> type[QuietHandler]:
+    """A handler for POST /v1/embeddings (OpenAI's shape, float or base64 vectors) answered by `embed`;
+    its `batches` lists each request's number of inputs."""
+
+    class EmbeddingsHandler(QuietHandler):
+        batches: list[int] = []
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path != "/v1/embeddings":
+                self.send_error(404)
+                return
+            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            type(self).batches.append(len(inputs))
+            data = []
+            for n, vector in enumerate(embed(inputs)):
+                value: Any = vector
+                if body.get("encoding_format") == "base64":
+                    value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+                data.append({"object": "embedding", "index": n, "embedding": value})
+            payload = json.dumps({"object": "list", "data": data, "model": body["model"],
+                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return EmbeddingsHandler

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +19,7 @@ from assistant.indexing.build import build_index
 from assistant.indexing.store import locate
 from assistant.search.retrieval import search
 from assistant.settings import Settings
+from loopback import LoopbackServer, embeddings_handler
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -114,53 +113,25 @@ def test_an_export_failing_in_its_child_process_is_a_model_file_error_and_keeps_
 # --- the real model behind an OpenAI-compatible server on loopback -------------------------------
 
 
-class _ModelServer(BaseHTTPRequestHandler):
-    embedder: Any = None
-    requests = 0
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path != "/v1/embeddings":
-            self.send_error(404)
-            return
-        type(self).requests += 1
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        vectors = self.embedder.embed(inputs)
-        payload = json.dumps({"object": "list", "model": body["model"],
-                              "data": [{"object": "embedding", "index": n, "embedding": v} for n, v in enumerate(vectors)],
-                              "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def model_server(cache: Path) -> Iterator[str]:
-    _ModelServer.embedder = get_embedder(_settings(cache, "local:all-MiniLM-L6-v2@onnx"))
-    _ModelServer.requests = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+def model_server(cache: Path) -> Iterator[Any]:
+    """The ONNX model behind /v1/embeddings on loopback; yields the handler (its `batches`) and the URL."""
+    handler = embeddings_handler(get_embedder(_settings(cache, "local:all-MiniLM-L6-v2@onnx")).embed)
+    server = LoopbackServer()
+    server.serve(handler)
+    with server:
+        yield handler, server.url
 
 
 def test_an_openai_compatible_server_of_the_real_model_indexes_and_answers_like_the_local_one(
-        model_server: str, corpus: Path, index_dir: Path, cache: Path) -> None:
-    remote = _settings(cache, "openai-compatible:all-MiniLM-L6-v2", openai_base_url=model_server,
+        model_server: Any, corpus: Path, index_dir: Path, cache: Path) -> None:
+    handler, url = model_server
+    remote = _settings(cache, "openai-compatible:all-MiniLM-L6-v2", openai_base_url=url,
                        index_dir=str(index_dir), corpus_dir=str(corpus), embed_batch_size=16)
     local = _settings(cache, "local:all-MiniLM-L6-v2@onnx")
     got = np.array(get_embedder(remote).embed(TEXTS))
     assert (got * np.array(get_embedder(local).embed(TEXTS))).sum(axis=1).min() > 0.99999
     report = build_index(corpus, settings=remote)
-    assert report.added == 5 and _ModelServer.requests >= report.chunks / 16
+    assert report.added == 5 and len(handler.batches) >= report.chunks / 16
     hits = search("seafood import ban", remote, k=3)
     assert hits[0].file in {"003_f17476cd56e4653e.txt", "004_749f0bb3dcd254b9.txt"}

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import random
 import re
 import signal
-import struct
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,6 +26,7 @@ from assistant.settings import Settings
 from assistant.indexing.store import fingerprint, locate, open_collection, read_manifest
 from assistant.types import IndexReport, Passage
 from conftest import SAMPLE_ARTICLES, RecordingEmbedder
+from loopback import LoopbackServer, embeddings_handler
 
 SEAFOOD_FILES = {"003_f17476cd56e4653e.txt", "004_749f0bb3dcd254b9.txt"}
 
@@ -395,49 +392,16 @@ def test_killed_run_leaves_previous_index_usable_and_next_run_completes(
 # --- embedders ----------------------------------------------------------------------------------
 
 
-class _EmbeddingServer(BaseHTTPRequestHandler):
-    """POST /v1/embeddings answered with fake:hash vectors (word signal), float or base64."""
-
-    batches: list[int] = []
-    fake = FakeEmbedder("hash")
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path != "/v1/embeddings":
-            self.send_error(404)
-            return
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        type(self).batches.append(len(inputs))
-        vectors = self.fake.embed(inputs)
-        data = []
-        for n, vector in enumerate(vectors):
-            value: Any = vector
-            if body.get("encoding_format") == "base64":
-                value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-            data.append({"object": "embedding", "index": n, "embedding": value})
-        payload = json.dumps({"object": "list", "data": data, "model": body["model"],
-                              "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+_EmbeddingServer = embeddings_handler(FakeEmbedder("hash").embed)  # fake:hash vectors (word signal)
 
 
 @pytest.fixture
 def embedding_server() -> Iterator[str]:
     _EmbeddingServer.batches = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmbeddingServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    server = LoopbackServer()
+    server.serve(_EmbeddingServer)
+    with server:
+        yield server.url
 
 
 def test_openai_compatible_embedder_indexes_and_searches_through_a_server(
