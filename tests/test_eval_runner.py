@@ -207,8 +207,14 @@ def test_a_recorded_run_replays_identically_and_a_changed_prompt_is_caught(
     assert missed and differences(_cases(recorded.run_dir), _cases(changed.run_dir))
     assert changed.summary["run"]["replay_misses"] >= len(missed)
     # With the fallback, what the recording lacks goes to the model: no case fails.
-    mixed = run_eval(gold, settings=smaller, runs_dir=tmp_path / "d", replay=recording, replay_fallback=True)
+    complete = tmp_path / "complete.jsonl"
+    mixed = run_eval(gold, settings=smaller, runs_dir=tmp_path / "d", replay=recording, replay_fallback=True,
+                     record=complete)
     assert not any(r["error"] for r in mixed.cases) and mixed.summary["run"]["replay_misses"] >= len(missed)
+    # Recorded as well, the mixed run's file holds every reply it used: it replays with no miss.
+    again = run_eval(gold, settings=smaller, runs_dir=tmp_path / "e", replay=complete)
+    assert again.summary["run"]["replay_misses"] == 0
+    assert differences(_cases(mixed.run_dir), _cases(again.run_dir)) == []
     assert replayed.summary["run"]["replay_misses"] == 0
 
 

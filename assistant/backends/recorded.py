@@ -134,11 +134,13 @@ class ReplayChatModel:
 def model_for_eval(settings: Any, record: str | Path | None = None, replay: str | Path | None = None,
                    fallback: bool = False) -> Any:
     """The chat model an eval uses: replayed from a recording, recorded, or (neither) None, which
-    leaves the Assistant to build the configured one."""
+    leaves the Assistant to build the configured one. Both: the replay (with the model for what it
+    lacks) is recorded, so the new file holds every reply the run used."""
     from . import get_llm
 
     if replay:
-        return ReplayChatModel(replay, fallback=(lambda: get_llm(settings)) if fallback else None)
+        replayed = ReplayChatModel(replay, fallback=(lambda: get_llm(settings)) if fallback else None)
+        return RecordingChatModel(replayed, record) if record else replayed
     if record:
         return RecordingChatModel(get_llm(settings), record)
     return None

@@ -73,12 +73,15 @@ class Timeline:
         return {"topic": self.topic, "events": [e.to_dict() for e in self.events], "notes": self.notes}
 
 
-def placeable(expression: str, has_base: bool) -> bool:
+def placeable(expression: str, has_base: bool, year_only: bool = False) -> bool:
     """Whether a DATE entity can be placed in time: it names a year, or (with a publication date to
-    resolve against) a month, a weekday or a relative anchor. Durations ("two years") cannot."""
+    resolve against) a month, a weekday or a relative anchor. Durations ("two years") cannot. With
+    only the article's year (`year_only`), a month or "this/next/last year" can; a weekday cannot."""
     words = set(re.findall(r"[a-z]+", expression.lower()))
     if _YEAR.search(expression):
         return True
+    if year_only:
+        return _fits_a_year(expression, words)
     return has_base and bool(words & (set(MONTHS) | set(_WEEKDAYS) | set(_ANCHORS)))
 
 
@@ -146,13 +149,17 @@ def _in_year(expression: str, words: set[str], year: int, planned: bool) -> tupl
     """Place an expression in an article known only to its year (inferred from its text): a month
     (and day) is in that year, "this/next/last year" is that year or the one beside it. A weekday
     or "yesterday" needs the day, so it stays unplaced."""
+    if not _fits_a_year(expression, words):
+        return None
     relative = _RELATIVE_YEAR.search(expression)
     if relative:
         return str(year + _YEAR_OFFSET[relative.group(1).lower()]), "year"
-    if not words & set(MONTHS) or words & set(_ANCHORS) - {"this"}:
-        return None
-    placed = resolve_date(f"{expression} {year}", "", planned)
-    return placed
+    return resolve_date(f"{expression} {year}", "", planned)
+
+
+def _fits_a_year(expression: str, words: set[str]) -> bool:
+    """"this/next/last year", or a month (and day) not tied to another anchor ("last May")."""
+    return bool(_RELATIVE_YEAR.search(expression)) or bool(words & set(MONTHS)) and not words & (set(_ANCHORS) - {"this"})
 
 
 def infer_year(sentences: list[str]) -> str:
@@ -253,8 +260,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
             if not dates or len(content_terms(sentence)) < 4:
                 continue
             base = p.date or years.get(p.file, "")
-            if not any(placeable(e.text, bool(p.date)) or (base and not p.date and _in_year(
-                    e.text, set(re.findall(r"[a-z]+", e.text.lower())), int(base), False)) for e in dates):
+            if not any(placeable(e.text, bool(base), year_only=bool(base) and not p.date) for e in dates):
                 unplaced += 1
                 continue
             note = f"Article date: {p.date}." if p.date else "Article date: unknown."
