@@ -11,8 +11,8 @@ notes. Prints each case that differs and the field, and exits 1 if any does; tim
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,9 @@ def _citations(record: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 def differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], ignore: frozenset[str] = frozenset(),
                 common: bool = False) -> list[tuple[str, str]]:
-    """(case id, field) for every field that differs, and cases found in one run only."""
-    out = [] if common else [(i, "missing from the second run") for i in a if i not in b]
-    out += [] if common else [(i, "missing from the first run") for i in b if i not in a]
+    """(case id, field) for every field that differs, and (unless `common`) cases found in one run only."""
+    out = [] if common else ([(i, "missing from the second run") for i in a if i not in b]
+                             + [(i, "missing from the first run") for i in b if i not in a])
     for i in (i for i in a if i in b):
         x, y = a[i], b[i]
         out += [(i, f) for f in FIELDS if x.get(f) != y.get(f)]
@@ -51,21 +51,16 @@ def differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], igno
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    common = "--common" in args
-    args = [x for x in args if x != "--common"]
-    ignore: set[str] = set()
-    while "--ignore-verdict" in args:
-        n = args.index("--ignore-verdict")
-        if n + 1 >= len(args):
-            break
-        ignore.add(args[n + 1])
-        del args[n:n + 2]
-    if len(args) != 2:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-        return 2
-    a, b = _cases(args[0]), _cases(args[1])
-    diff = differences(a, b, frozenset(ignore), common)
+    parser = argparse.ArgumentParser(prog="python -m assistant.evaluate.identical",
+                                     description="Are two eval runs the same answers?")
+    parser.add_argument("run_a")
+    parser.add_argument("run_b")
+    parser.add_argument("--ignore-verdict", action="append", default=[], metavar="NAME",
+                        help="leave out the verdicts of this check (repeatable)")
+    parser.add_argument("--common", action="store_true", help="compare only the cases both runs hold")
+    args = parser.parse_args(argv)
+    a, b = _cases(args.run_a), _cases(args.run_b)
+    diff = differences(a, b, frozenset(args.ignore_verdict), args.common)
     for case, field in diff:
         print(f"{case}: {field} differs" if "missing" not in field else f"{case}: {field}")
     print(f"{len(a)} and {len(b)} cases; {len({c for c, _ in diff})} differ")
