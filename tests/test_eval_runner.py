@@ -246,3 +246,20 @@ def test_identical_reports_a_changed_verdict_unless_that_check_is_ignored(tmp_pa
     changed = dict(added, answer="B [S1].")
     second.write_text(json.dumps(changed) + "\n", encoding="utf-8")
     assert main([str(first), str(second), "--common", "--ignore-verdict", "cite"]) == 1
+
+
+def test_a_recorded_stream_replays_as_far_as_it_was_read_and_a_failed_one_is_not_recorded(tmp_path: Path) -> None:
+    from assistant.backends.fakes import QueueChatModel
+    from assistant.backends.recorded import RecordingChatModel, ReplayChatModel, ReplayMiss
+
+    path, messages = tmp_path / "calls.jsonl", [{"role": "user", "content": "q"}]
+    recording = RecordingChatModel(QueueChatModel().enqueue("one two three"), path)
+    stream = recording.stream(messages, max_tokens=8)
+    first = next(stream)
+    stream.close()  # the reader stopped after one delta
+    assert list(ReplayChatModel(path).stream(messages, max_tokens=8)) == [first]
+    broken = RecordingChatModel(QueueChatModel(), path)  # nothing queued: the model fails
+    with pytest.raises(AssertionError):
+        list(broken.stream([{"role": "user", "content": "other"}], max_tokens=8))
+    with pytest.raises(ReplayMiss):
+        list(ReplayChatModel(path).stream([{"role": "user", "content": "other"}], max_tokens=8))

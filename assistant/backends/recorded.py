@@ -53,13 +53,15 @@ class RecordingChatModel:
     def stream(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0,
                stop: list[str] | None = None) -> Iterator[str]:
         deltas: list[str] = []
+        key = request_key("stream", messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
         try:
             for delta in self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop):
                 deltas.append(delta)
                 yield delta
-        finally:  # a caller that stops reading early gets the same deltas on replay
-            key = request_key("stream", messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
+        except GeneratorExit:  # a caller that stops reading early gets the same deltas on replay
             self._write(key, "stream", {"deltas": deltas})
+            raise
+        self._write(key, "stream", {"deltas": deltas})  # a model error records nothing
 
     def choose(self, messages: list[dict[str, str]], options: Sequence[str]) -> Choice:
         out = self.inner.choose(messages, options)
