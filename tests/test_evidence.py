@@ -76,6 +76,20 @@ def test_each_pick_brings_the_sentence_after_it_and_adjacent_picks_merge() -> No
     assert sources[0].title == "Headline"
 
 
+def test_a_long_pick_comes_without_the_sentence_after_it_when_the_pair_passes_the_cap() -> None:
+    short = "Nine consulates will close. They include Dallas and Boston. Staff will move."
+    long = ("The ministers met for three hours in the capital on Sunday and discussed a long list of "
+            "matters that had strained relations between the two governments for a year. They agreed on more talks.")
+    for text, expected in ((short, [[0, 1]]), (long, [[0]])):
+        article = Article.from_chunks([Passage("a.txt", 0, len(text), text, 0.0)])
+        sents = article.sentences()
+        runs = select([Scored(sents[0], score=1.0)], {"a.txt": article}, Budget(tokens=1000, after=1, after_max_tokens=30))
+        assert [[s.position for s in run] for run in runs] == expected
+        # Without a cap the follower always comes.
+        uncapped = select([Scored(sents[0], score=1.0)], {"a.txt": article}, Budget(tokens=1000, after=1))
+        assert [[s.position for s in run] for run in uncapped] == [[0, 1]]
+
+
 def test_the_budget_is_counted_in_tokens_and_the_best_sentence_always_goes_in() -> None:
     article = _article(30)
     sents = article.sentences()

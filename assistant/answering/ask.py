@@ -121,7 +121,8 @@ class Assistant:
         explain = q is not None and q.kind in ("why", "how")
         return evidence.Budget(tokens=s.evidence_tokens, after=s.evidence_after_explain if explain else s.evidence_after,
                                before=s.evidence_before, max_files=s.evidence_files,
-                               new_file_bonus=s.evidence_new_file_bonus)
+                               new_file_bonus=s.evidence_new_file_bonus,
+                               after_max_tokens=s.evidence_after_max_tokens or None)
 
     def rank_sentences(self, q: Question, passages: list[Passage]) -> list[evidence.Scored]:
         """The sentences of the retrieved chunks, scored for this question, best first."""

@@ -154,6 +154,9 @@ class Budget:
     before: int = 0  # sentences before each pick (added only while the budget lasts)
     max_files: int = 4
     new_file_bonus: float = 0.0  # logit added to the best sentence of each file after the first
+    # A following sentence comes with its pick only when the two fit in this many tokens: long
+    # sentences (the sample's run to ~40 tokens each, BBC's ~25) would double a pick's cost.
+    after_max_tokens: int | None = None
 
 
 def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budget) -> list[list[Sentence]]:
@@ -181,7 +184,8 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
         sentences = by_file.get(s.file, [])
         have = chosen.setdefault(s.file, set())
         # A pick already in as another pick's context still brings its own context after it.
-        wanted = [s.position] + [s.position + d for d in range(1, budget.after + 1)]
+        wanted = [s.position] + [s.position + d for d in range(1, budget.after + 1)
+                                 if _fits_after(s, sentences, s.position + d, budget.after_max_tokens)]
         wanted = [p for p in wanted if 0 <= p < len(sentences) and p not in have and _usable(sentences[p])]
         if not wanted:
             continue
@@ -223,6 +227,13 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
             runs.append((_best(run, rank), run))
     runs.sort(key=lambda r: r[0])
     return [run for _, run in runs]
+
+
+def _fits_after(pick: Sentence, sentences: Sequence[Sentence], p: int, cap: int | None) -> bool:
+    """May the sentence at position p come as context after this pick (within the pair's cap)?"""
+    if cap is None or p >= len(sentences):
+        return True  # out of range is filtered by the caller
+    return tokens_of(pick.text) + tokens_of(sentences[p].text) <= cap
 
 
 def _best(run: list[Sentence], rank: dict[tuple[str, int], int]) -> int:
