@@ -236,11 +236,11 @@ def main() -> None:
 
     index_dir = args.index_dir or tempfile.mkdtemp(prefix="bench-answer-")
     settings = Settings.from_env(index_dir=index_dir)
-    corpus = Path(settings.corpus_dir)
+    corpus = Path(settings.index.corpus_dir)
     load_start = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     if not index_exists(settings):
-        build_index(settings.corpus_dir, settings=settings)
+        build_index(settings.index.corpus_dir, settings=settings)
     cases = select_cases(args.limit)
     print(f"{len(cases)} cases: " + ", ".join(f"{c['id']}({c['type']})" for c in cases), file=sys.stderr)
 
@@ -289,8 +289,8 @@ def main() -> None:
     stock = summarise(stock_records, metrics)
     meta = {
         "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cases": [c["id"] for c in cases], "llm": settings.llm, "embedder": settings.embedder,
-        "n_threads": settings.n_threads, "cpus": os.cpu_count(), "platform": platform.platform(),
+        "cases": [c["id"] for c in cases], "llm": settings.model.llm, "embedder": settings.index.embedder,
+        "n_threads": settings.model.n_threads, "cpus": os.cpu_count(), "platform": platform.platform(),
         "loadavg_start": load_start, "loadavg_during_mean": sum(loads) / len(loads) if loads else None,
         "loadavg_during_max": max(loads) if loads else None, "loadavg_end": os.getloadavg(),
         "warm_up_ours_s": warm_ours, "warm_up_stock_s": warm_stock,

@@ -37,7 +37,7 @@ def one_budget(settings: Any, budget: int, cases: list[dict[str, Any]], metrics:
         t0 = time.perf_counter()
         answer = bot.ask(case["question"])
         latency = time.perf_counter() - t0
-        correct = score(case, answer, Path(settings.corpus_dir), metrics)["correct"]
+        correct = score(case, answer, Path(settings.index.corpus_dir), metrics)["correct"]
         records.append({"id": case["id"], "type": case["type"], "budget": budget, "correct": bool(correct),
                         "declined": answer.declined, "latency_s": latency, "prompt_tokens": answer.prompt_tokens,
                         "answer": answer.answer})
@@ -74,15 +74,15 @@ def main() -> None:
 
     settings = Settings.from_env(index_dir=args.index_dir)
     if not index_exists(settings):
-        build_index(settings.corpus_dir, settings=settings)
+        build_index(settings.index.corpus_dir, settings=settings)
     rows = [json.loads(line) for line in DATASET.read_text(encoding="utf-8").splitlines() if line.strip()]
     cases = rows[:: args.every]
     Assistant(settings).ask(WARM_UP)
     started, load_start = time.strftime("%Y-%m-%d %H:%M:%S"), os.getloadavg()
     results = [one_budget(settings, int(b), cases, metrics) for b in args.budgets.split(",")]
-    meta = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "llm": settings.llm,
-            "embedder": settings.embedder, "cases": [c["id"] for c in cases], "loadavg_start": load_start,
-            "loadavg_end": os.getloadavg(), "cpus": os.cpu_count(), "n_threads": settings.n_threads}
+    meta = {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "llm": settings.model.llm,
+            "embedder": settings.index.embedder, "cases": [c["id"] for c in cases], "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(), "cpus": os.cpu_count(), "n_threads": settings.model.n_threads}
 
     lines = ["| sentences in prompt | prompt tokens per call, mean / max | latency p50 / p95 | correct | "
              "wrong answers given | declined | peak RSS |", "|---|---|---|---|---|---|---|"]

@@ -64,7 +64,7 @@ def main() -> None:
                      "prompt_differs": [(s.file, s.start) for s in a.sources] != [(s.file, s.start) for s in b.sources]})
     differ = [r for r in rows if r["prompt_differs"]]
     result = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "questions": len(rows),
-              "copy_groups": len(on.retriever._current().groups), "searched_per_question": on.settings.search_chunks,
+              "copy_groups": len(on.retriever._current().groups), "searched_per_question": on.settings.retrieval.search_chunks,
               "questions_with_copies_in_searched_off": sum(r["copy_slots_off"] > 0 for r in rows),
               "copy_slots_off_total": sum(r["copy_slots_off"] for r in rows),
               "gold_top5_on": sum(r["gold_top5_on"] for r in rows if r["answerable"]),

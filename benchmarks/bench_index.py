@@ -61,7 +61,7 @@ SWAPS = [("Hayashi", "Iwaya"), ("Qin Gang", "Wang Yi"), ("Beijing", "Tokyo"), ("
 
 def generate_corpus(folder: Path, target_chunks: int, settings: Settings, seed: int = 13) -> int:
     """Write perturbed copies of the sample articles until they make about `target_chunks` chunks."""
-    samples = [clean_text(p.read_text(encoding="utf-8")) for p in sorted(Path(settings.corpus_dir).glob("*.txt"))]
+    samples = [clean_text(p.read_text(encoding="utf-8")) for p in sorted(Path(settings.index.corpus_dir).glob("*.txt"))]
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     chunks = n = 0
@@ -90,7 +90,7 @@ def pipeline_texts(root: Path, settings: Settings) -> list[str]:
         if reason:
             continue
         meta = metadata.get(rel)
-        doc = load_document(path, rel, settings.max_file_bytes, meta)
+        doc = load_document(path, rel, settings.index.max_file_bytes, meta)
         texts.extend(c.text for c in make_chunks(rel, doc.text, file_digest(path, meta), doc.title,
                                                   doc.date, settings))
     return texts
@@ -107,9 +107,9 @@ class RawEncoder:
         from assistant.backends.embedders import local_model_path
 
         hf_logging.disable_progress_bar()
-        torch.set_num_threads(max(1, settings.n_threads))
-        self.batch = settings.embed_batch_size
-        self.model = SentenceTransformer(str(local_model_path(settings.embedder.partition(":")[2])), device="cpu")
+        torch.set_num_threads(max(1, settings.model.n_threads))
+        self.batch = settings.index.embed_batch_size
+        self.model = SentenceTransformer(str(local_model_path(settings.index.embedder.partition(":")[2])), device="cpu")
         self.model.encode(["warm up"] * 8, batch_size=self.batch)
 
     def seconds(self, texts: list[str]) -> float:
@@ -128,7 +128,7 @@ def _assistant_command() -> list[str]:
 def cli_index_seconds(corpus: Path, settings: Settings) -> float:
     """Wall time of `assistant index CORPUS` in a fresh process (start-up and imports included)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(ASSISTANT_INDEX_DIR=settings.index_dir, ASSISTANT_EMBEDDER=settings.embedder, HF_HUB_OFFLINE="1")
+    env.update(ASSISTANT_INDEX_DIR=settings.index.index_dir, ASSISTANT_EMBEDDER=settings.index.embedder, HF_HUB_OFFLINE="1")
     started = time.perf_counter()
     subprocess.run([*_assistant_command(), "index", str(corpus), "--json"], check=True, capture_output=True, env=env)
     return time.perf_counter() - started
@@ -313,8 +313,8 @@ def main() -> None:
         files = (sum(1 for _p, _r, why in walk_corpus(corpus) if not why) if args.corpus
                  else generate_corpus(corpus, args.chunks, settings))
         texts = pipeline_texts(corpus, settings)
-        print(f"corpus: {files} files, {len(texts)} chunks; embedder {settings.embedder}, "
-              f"batch {settings.embed_batch_size}, {settings.n_threads} threads", file=sys.stderr)
+        print(f"corpus: {files} files, {len(texts)} chunks; embedder {settings.index.embedder}, "
+              f"batch {settings.index.embed_batch_size}, {settings.model.n_threads} threads", file=sys.stderr)
 
         encoder = None if args.skip_raw else RawEncoder(settings)
         raw_before = encoder.seconds(texts) if encoder else float("nan")
@@ -365,8 +365,8 @@ def main() -> None:
         (f"`benchmarks/bench_index.py --corpus {args.corpus}`, run {date.today().isoformat()}: {files} files "
          if args.corpus else
          f"`benchmarks/bench_index.py --chunks {args.chunks}`, run {date.today().isoformat()}: {files} generated files")
-        + f", {len(texts)} chunks (chunk_size {settings.chunk_size}, overlap {settings.chunk_overlap}), "
-        f"embedder `{settings.embedder}`, batch {settings.embed_batch_size}, {settings.n_threads} torch threads, "
+        + f", {len(texts)} chunks (chunk_size {settings.index.chunk_size}, overlap {settings.index.chunk_overlap}), "
+        f"embedder `{settings.index.embedder}`, batch {settings.index.embed_batch_size}, {settings.model.n_threads} torch threads, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, local Chroma. "
         f"Load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end: "
         "other work on the machine slows (a) and (b) alike, which is why (a) is run on both sides of (b).",

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for variant in variants:
         rows += run_variant(variant, settings_kw, sys.stdout)
-    run = {"label": args.label, "llm": args.llm, "embedder": args.embedder or Settings().embedder,
+    run = {"label": args.label, "llm": args.llm, "embedder": args.embedder or Settings().index.embedder,
            "code": code, "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": time.perf_counter() - started,
            "rows": rows}
     if args.json:

@@ -176,7 +176,7 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
         if (start + size) % 50000 == 0:
             print(f"{start + size} chunks, {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     store_s = time.perf_counter() - t
-    write_json_atomic(loc.manifest_path, {"fingerprint": loc.fingerprint, "embedder": settings.embedder,
+    write_json_atomic(loc.manifest_path, {"fingerprint": loc.fingerprint, "embedder": settings.index.embedder,
                                           "files": files, "version": manifest_version(files)})
     t = time.perf_counter()
     shutil.rmtree(keyword_root(loc.root), ignore_errors=True)

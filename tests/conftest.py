@@ -67,7 +67,7 @@ def indexed_plain_folder(src: Path, tmp_path: Path, **settings: Any) -> Settings
     shutil.copytree(src, corpus, ignore=shutil.ignore_patterns("metadata.json"))
     s = Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(tmp_path / "index"),
                           **{"embedder": "fake:hash", "llm": "fake:extractive", **settings})
-    build_index(s.corpus_dir, settings=s)
+    build_index(s.index.corpus_dir, settings=s)
     return s
 
 
@@ -79,7 +79,7 @@ def built_sample(tmp_path_factory: pytest.TempPathFactory, name: str) -> Setting
     shutil.copytree(SAMPLE_ARTICLES, root / "articles")
     settings = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
                                  embedder="fake:hash", llm="fake:extractive")
-    build_index(settings.corpus_dir, settings=settings)
+    build_index(settings.index.corpus_dir, settings=settings)
     return settings
 
 
@@ -111,17 +111,10 @@ class RecordingEmbedder:
 
 
 @pytest.fixture
-def recording_embedder(monkeypatch: pytest.MonkeyPatch) -> RecordingEmbedder:
-    """Make the indexer use one RecordingEmbedder (queries still use the normal fake)."""
-    import assistant.indexing.build
-
-    recorder = RecordingEmbedder()
-
-    def factory(settings: Any) -> RecordingEmbedder:
-        return recorder
-
-    monkeypatch.setattr(assistant.indexing.build, "get_embedder", factory)
-    return recorder
+def recording_embedder() -> RecordingEmbedder:
+    """An embedder that records what it is asked, for `build_index(..., embedder=...)` (queries still
+    use the settings' fake)."""
+    return RecordingEmbedder()
 
 
 @pytest.fixture

@@ -17,8 +17,6 @@ from typing import Iterator, Sequence
 import pytest
 from prompt_format import prompt_sources as parse_sources
 
-import assistant.indexing.build
-import assistant.search.retrieval
 from assistant.answering.ask import DECLINE_TEXT, SENTINEL, Assistant, ask
 from assistant.backends import get_llm
 from assistant.backends.cache import CACHE
@@ -29,7 +27,7 @@ from assistant.backends.model_files import KNOWN_MODELS, ensure_model_file
 from assistant.indexing.chunking import split_sentences
 from assistant.errors import BackendUnavailableError, ConfigError, InputError
 from assistant.indexing.build import build_index
-from assistant.search.retrieval import Filters
+from assistant.search.retrieval import Filters, Retriever
 from assistant.settings import Settings
 from assistant.types import Answer
 
@@ -57,7 +55,7 @@ def settings(corpus_dir: Path) -> Settings:
     """fake:hash embedder, fake:extractive model, the sample corpus indexed once into a temp folder."""
     s = Settings.from_env(environ={}, corpus_dir=str(corpus_dir), index_dir=str(corpus_dir.parent / "index"),
                           embedder="fake:hash", llm="fake:extractive")
-    build_index(s.corpus_dir, settings=s)
+    build_index(s.index.corpus_dir, settings=s)
     return s
 
 
@@ -87,7 +85,7 @@ def astellas_sentence(sources: list) -> str:
 def queue_model(settings: Settings) -> tuple[Settings, QueueChatModel]:
     """The settings with the fake:queue model, and that model (the one the Assistant will get), emptied.
     The pick check is off here (its own tests queue its reply), so each test queues only what it is about."""
-    s = settings.with_(llm="fake:queue", checks_off=settings.checks_off | {"picked"})
+    s = settings.with_(llm="fake:queue", checks_off=settings.checks.checks_off | {"picked"})
     model = get_llm(s)
     assert isinstance(model, QueueChatModel)
     model.reset()
@@ -140,24 +138,23 @@ class UselessEmbedder:
 
 
 def test_a_rare_keyword_is_found_by_bm25_when_dense_ranking_misses_it(
-        tmp_path: Path, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, corpus_dir: Path) -> None:
     useless = UselessEmbedder()
-    monkeypatch.setattr(assistant.indexing.build, "get_embedder", lambda s: useless)
-    monkeypatch.setattr(assistant.search.retrieval, "get_embedder", lambda s: useless)
     s = Settings.from_env(environ={}, corpus_dir=str(corpus_dir), index_dir=str(tmp_path / "index"),
                           embedder="fake:useless", llm="fake:extractive", dense_k=3,
                           # Meaningless vectors make the sentence choice within passages noisy too;
                           # what is tested here is the passage retrieval, so the budget is generous.
                           evidence_tokens=600)
-    build_index(s.corpus_dir, settings=s)
+    build_index(s.index.corpus_dir, settings=s, embedder=useless)
     question = "Which pharmaceutical firm employed the detained man?"
-    bot = Assistant(s)
+    bot = Assistant(s, retriever=Retriever(s, embedder=useless))
 
     # Precondition: the dense side alone would not surface the only chunks naming the firm.
     chunks = bot.retriever.all_chunks()
     q = useless.embed([question])[0]
     vectors = useless.embed([c.text for c in chunks])
-    dense_top = sorted(range(len(chunks)), key=lambda n: -sum(a * b for a, b in zip(q, vectors[n])))[:s.dense_k]
+    by_similarity = sorted(range(len(chunks)), key=lambda n: -sum(a * b for a, b in zip(q, vectors[n])))
+    dense_top = by_similarity[:s.retrieval.dense_k]
     assert not any("Astellas" in chunks[n].text for n in dense_top)
 
     passages = bot.retriever.search(question, k=4)
@@ -316,7 +313,7 @@ def test_the_gate_saying_none_declines_as_answerable_without_asking_the_model_to
     assert answer.decline_reason == "answerable"
     assert answer.answer == DECLINE_TEXT and answer.citations == []
     gate = next(v for v in answer.verdicts if v.name == "answerable")
-    assert not gate.passed and gate.score == pytest.approx(0.9) and gate.threshold == s.gate_none_max
+    assert not gate.passed and gate.score == pytest.approx(0.9) and gate.threshold == s.checks.gate_none_max
     assert len(model.choice_requests) == 1, "only the gate was asked"
     assert model.requests == [], "the model must not be asked to answer after the gate declined"
 
@@ -459,7 +456,7 @@ def test_a_when_question_answered_from_an_undated_file_gets_a_note_and_is_not_de
     (corpus / "metadata.json").unlink()  # no file has a publication date now
     s = Settings.from_env(environ={}, corpus_dir=str(corpus), index_dir=str(tmp_path / "index"),
                           embedder="fake:hash", llm="fake:queue")
-    build_index(s.corpus_dir, settings=s)
+    build_index(s.index.corpus_dir, settings=s)
     s, model = queue_model(s)
     question = "When did Hayashi meet Qin Gang in Beijing?"
     sources = Assistant(s).gather(question).sources
@@ -499,8 +496,8 @@ def test_module_level_ask_answers_with_the_given_settings(settings: Settings) ->
 
 def test_module_level_ask_reads_settings_from_the_environment(settings: Settings,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ASSISTANT_INDEX_DIR", settings.index_dir)
-    monkeypatch.setenv("ASSISTANT_CORPUS", settings.corpus_dir)
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", settings.index.index_dir)
+    monkeypatch.setenv("ASSISTANT_CORPUS", settings.index.corpus_dir)
     monkeypatch.setenv("ASSISTANT_EMBEDDER", "fake:hash")
     monkeypatch.setenv("ASSISTANT_LLM", "fake:extractive")
     answer = ask(ASTELLAS_Q)
@@ -511,7 +508,7 @@ def test_module_level_ask_reads_settings_from_the_environment(settings: Settings
 
 def test_the_default_model_is_the_local_1_5b_gguf(tmp_path: Path) -> None:
     s = Settings.from_env(environ={}, cache_dir=str(tmp_path))
-    assert s.llm == "local:qwen2.5-coder-1.5b"
+    assert s.model.llm == "local:qwen2.5-coder-1.5b"
     model = get_llm(s)
     assert isinstance(model, LocalChatModel)
     assert model.model == "qwen2.5-coder-1.5b" and "1.5B" in KNOWN_MODELS[model.model].description
@@ -532,7 +529,7 @@ def test_a_gguf_file_is_selectable_by_path(tmp_path: Path) -> None:
     s = Settings.from_env(environ={}, llm=f"local:{gguf}", cache_dir=str(tmp_path))
     model = get_llm(s)
     assert isinstance(model, LocalChatModel) and model.model == str(gguf)
-    assert ensure_model_file(model.model, s.cache_dir) == gguf.resolve()
+    assert ensure_model_file(model.model, s.model.cache_dir) == gguf.resolve()
 
 
 def test_an_unknown_local_model_name_is_a_config_error_listing_the_known_ones(tmp_path: Path) -> None:
@@ -585,7 +582,7 @@ def test_a_changed_api_key_timeout_or_retry_count_is_not_served_a_stale_client(s
 # --- models handed in ---------------------------------------------------------------------------
 def test_a_model_handed_in_is_the_one_asked_and_no_process_model_is_built(settings: Settings) -> None:
     model = QueueChatModel()
-    bot = Assistant(settings.with_(checks_off=settings.checks_off | {"picked"}), llm=model)
+    bot = Assistant(settings.with_(checks_off=settings.checks.checks_off | {"picked"}), llm=model)
     sources = bot.gather(ASTELLAS_Q).sources
     model.enqueue_choice("1", 0.9).enqueue(f"{astellas_sentence(sources)} [S1].").enqueue_choice("yes", 0.9)
     answer = bot.ask(ASTELLAS_Q)
@@ -619,5 +616,5 @@ def test_every_setting_is_read_from_its_derived_environment_variable() -> None:
     assert names["openai_api_key"] == "OPENAI_API_KEY" and names["n_threads"] == "ASSISTANT_THREADS"
     s = Settings.from_env(environ={"ASSISTANT_EVIDENCE_TOKENS": "450", "ASSISTANT_PICK_CHECK": "1",
                                    "ASSISTANT_SUPPORT_MIN": "0.6", "ASSISTANT_CHECKS_OFF": "picked,numbers"})
-    assert (s.evidence_tokens, s.pick_check, s.support_min) == (450, True, 0.6)
-    assert s.checks_off == frozenset({"picked", "numbers"})
+    assert (s.evidence.tokens, s.checks.pick_check, s.checks.support_min) == (450, True, 0.6)
+    assert s.checks.checks_off == frozenset({"picked", "numbers"})

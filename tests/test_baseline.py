@@ -56,7 +56,7 @@ class CitationPromptFake:
 def indexed(settings: Settings) -> Settings:
     """The sample articles indexed with the fake embedder, answered by fake:extractive."""
     settings = settings.with_(llm="fake:extractive")
-    build_index(settings.corpus_dir, settings=settings)
+    build_index(settings.index.corpus_dir, settings=settings)
     return settings
 
 

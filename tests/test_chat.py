@@ -12,7 +12,7 @@ from conftest import built_sample
 from assistant.answering.ask import Assistant, Evidence
 from assistant.backends import get_llm
 from assistant.backends.fakes import QueueChatModel
-from assistant.answering.chat import MAX_TURN_CHARS, ChatSession
+from assistant.answering.chat import ChatSession
 from assistant.answering.checks import Question
 from assistant.search.retrieval import Filters
 from assistant.settings import Settings
@@ -135,13 +135,14 @@ def test_each_turn_in_the_rewrite_prompt_is_cut_to_a_bounded_length(settings: Se
     long_answer = "Hayashi announced a plan to visit Beijing" + ", and he said so again" * 30 + " [S1]."
     model.enqueue(long_answer, HAYASHI_STANDALONE, MET_A)
     first = session.ask(long_question)
-    assert len(long_question) > MAX_TURN_CHARS and len(first.answer) > MAX_TURN_CHARS
+    cut = settings.answer.history_turn_chars
+    assert len(long_question) > cut and len(first.answer) > cut
     session.ask(FOLLOW_UP)
 
     lines = history_of(rewrite_prompts(model)[-1]).strip().splitlines()
     assert [line.split(": ", 1)[0] for line in lines] == ["User", "Assistant"]
     for line in lines:
-        assert len(line.split(": ", 1)[1]) <= MAX_TURN_CHARS
+        assert len(line.split(": ", 1)[1]) <= cut
 
 
 def test_reset_forgets_the_conversation_so_nothing_is_rewritten(settings: Settings, model: QueueChatModel) -> None:

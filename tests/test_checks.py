@@ -167,7 +167,7 @@ def test_the_gate_declines_a_bbc_question_when_the_model_says_no_source_answers(
     answer = Assistant(bbc).ask("What was Sarah Claxton's time in the European Indoor final in Madrid?")
     assert answer.declined and answer.decline_reason == "answerable"
     gate = next(v for v in answer.verdicts if v.name == "answerable")
-    assert gate.score == pytest.approx(0.92) and gate.threshold == bbc.gate_none_max
+    assert gate.score == pytest.approx(0.92) and gate.threshold == bbc.checks.gate_none_max
     assert model.requests == []  # the model was not asked to answer
 
 

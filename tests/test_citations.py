@@ -230,7 +230,7 @@ def index_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     # number of a computed answer ("how many years after"); the pick has its own tests (test_checks.py).
     settings = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
                                  embedder="fake:hash", llm="fake:extractive", checks_off=frozenset({"picked"}))
-    build_index(settings.corpus_dir, settings=settings)
+    build_index(settings.index.corpus_dir, settings=settings)
     return settings
 
 
@@ -274,7 +274,7 @@ def test_every_citation_of_an_answer_quotes_the_real_file_and_names_the_labelled
     assert not answer.declined
     assert answer.citations
     for c in answer.citations:
-        assert c.quote == (Path(index_settings.corpus_dir) / c.file).read_text(encoding="utf-8")[c.start:c.end]
+        assert c.quote == (Path(index_settings.index.corpus_dir) / c.file).read_text(encoding="utf-8")[c.start:c.end]
         assert f"[{c.label}]" in answer.answer
         assert set(c.to_dict()) == {"label", "file", "start", "end", "quote", "inferred", "copies"}
 

@@ -41,7 +41,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copytree(REPO / "articles", root / "articles")
     settings = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"),
                                  embedder="fake:hash")
-    build_index(settings.corpus_dir, settings=settings)
+    build_index(settings.index.corpus_dir, settings=settings)
     return root / "articles", root / "index"
 
 

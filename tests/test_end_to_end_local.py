@@ -37,7 +37,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("e2e")
     shutil.copytree(REPO / "articles", root / "articles")
     s = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"))
-    report = build_index(s.corpus_dir, settings=s)
+    report = build_index(s.index.corpus_dir, settings=s)
     assert report.added == 5
     return s
 
@@ -53,7 +53,7 @@ def astellas(bot: Assistant) -> Answer:
 
 
 def test_the_defaults_are_the_real_local_embedder_and_the_1_5b_model(settings: Settings, astellas: Answer) -> None:
-    assert settings.embedder.startswith("local:") and settings.llm == "local:qwen2.5-coder-1.5b"
+    assert settings.index.embedder.startswith("local:") and settings.model.llm == "local:qwen2.5-coder-1.5b"
     model = get_llm(settings)
     assert isinstance(model, LocalChatModel)
     assert model.model_path is not None and model.model_path.name == "qwen2.5-coder-1.5b.gguf"
@@ -66,7 +66,7 @@ def test_the_real_model_names_astellas_and_cites_a_verbatim_quote(settings: Sett
     cited = [c for c in astellas.citations if c.file in ASTELLAS_FILES]
     assert cited, astellas.to_dict()
     for c in astellas.citations:
-        text = (Path(settings.corpus_dir) / c.file).read_text(encoding="utf-8")
+        text = (Path(settings.index.corpus_dir) / c.file).read_text(encoding="utf-8")
         assert c.quote == text[c.start:c.end] and c.quote in text
     assert any("Astellas" in c.quote for c in cited)
 
@@ -138,8 +138,8 @@ def test_the_cli_llm_option_selects_the_0_5b_model(settings: Settings, small_cac
     for name in list(os.environ):
         if name.startswith("ASSISTANT_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ASSISTANT_CORPUS", settings.corpus_dir)
-    monkeypatch.setenv("ASSISTANT_INDEX_DIR", settings.index_dir)
+    monkeypatch.setenv("ASSISTANT_CORPUS", settings.index.corpus_dir)
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", settings.index.index_dir)
     monkeypatch.setenv("ASSISTANT_CACHE_DIR", str(small_cache))
     result = CliRunner().invoke(app, ["ask", QUESTION, "--json", "--llm", "local:qwen2.5-coder-0.5b"])
 

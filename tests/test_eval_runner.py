@@ -26,7 +26,7 @@ def eval_settings(clean_env: pytest.MonkeyPatch, corpus: Path, index_dir: Path) 
     clean_env.setenv("OPENAI_API_KEY", SECRET)
     settings = Settings.from_env(corpus_dir=str(corpus), index_dir=str(index_dir), embedder="fake:hash",
                                  llm="fake:extractive")
-    assert settings.openai_api_key == SECRET
+    assert settings.model.openai_api_key == SECRET
     build_index(corpus, settings=settings)
     return settings
 
@@ -123,8 +123,8 @@ def test_eval_cli_prints_report_and_run_folder(eval_settings: Settings, tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ASSISTANT_EMBEDDER", "fake:hash")
     monkeypatch.setenv("ASSISTANT_LLM", "fake:extractive")
-    monkeypatch.setenv("ASSISTANT_INDEX_DIR", eval_settings.index_dir)
-    monkeypatch.setenv("ASSISTANT_CORPUS", eval_settings.corpus_dir)
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", eval_settings.index.index_dir)
+    monkeypatch.setenv("ASSISTANT_CORPUS", eval_settings.index.corpus_dir)
     result = CliRunner().invoke(app, ["eval", "--limit", "3", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -200,8 +200,7 @@ def test_a_recorded_run_replays_identically_and_a_changed_prompt_is_caught(
     assert not any(r["error"] for r in replayed.cases)
 
     # A change that alters the prompts (less evidence): the cases that reach the model miss the recording.
-    from dataclasses import replace
-    smaller = replace(eval_settings, evidence_tokens=120)
+    smaller = eval_settings.with_(evidence_tokens=120)
     changed = run_eval(gold, settings=smaller, runs_dir=tmp_path / "c", replay=recording)
     missed = [r for r in changed.cases if "ReplayMiss" in r["error"]]
     assert missed and differences(_cases(recorded.run_dir), _cases(changed.run_dir))

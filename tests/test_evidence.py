@@ -123,14 +123,14 @@ def test_evidence_recall_finds_the_answer_sentence_in_the_prompt_on_the_plain_sa
                  "001_e2d5a160401ece19.txt", [sentence])
     rows = measure(Assistant(sample), [case])
     assert len(rows) == 1 and rows[0].all_in and rows[0].answer_in
-    assert 0 < rows[0].tokens <= sample.evidence_tokens + 120  # the evidence plus headings and question
+    assert 0 < rows[0].tokens <= sample.evidence.tokens + 120  # the evidence plus headings and question
 
 
 def test_evidence_recall_counts_a_missing_sentence_as_missing_on_bbc(bbc: Settings) -> None:
     bot = Assistant(bbc)
     question = "How fast did Sarah Claxton run the 60m hurdles?"
     sources = bot.gather(question).sources
-    texts = file_texts(bbc.corpus_dir, sources)
+    texts = file_texts(bbc.index.corpus_dir, sources)
     shown = next(iter(texts.values()))
     inside = sources[0].text.split(". ")[0]
     outside = "This sentence is not in any article of the folder."
@@ -149,8 +149,8 @@ def _one_case_gold(bbc: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     data.write_text(json.dumps({"id": "x1", "question": first + "?", "answer": "x", "sources": ["sport/101.txt"],
                                 "evidence": [first], "type": "single", "answerable": True}) + "\n",
                     encoding="utf-8")
-    for key, value in {"ASSISTANT_CORPUS": bbc.corpus_dir, "ASSISTANT_INDEX_DIR": bbc.index_dir,
-                       "ASSISTANT_EMBEDDER": bbc.embedder, "ASSISTANT_LLM": bbc.llm}.items():
+    for key, value in {"ASSISTANT_CORPUS": bbc.index.corpus_dir, "ASSISTANT_INDEX_DIR": bbc.index.index_dir,
+                       "ASSISTANT_EMBEDDER": bbc.index.embedder, "ASSISTANT_LLM": bbc.model.llm}.items():
         monkeypatch.setenv(key, value)
     return data
 

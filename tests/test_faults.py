@@ -63,7 +63,7 @@ def assert_index_whole(settings: Settings, corpus: Path) -> dict[str, Any]:
     metadata = read_metadata(corpus)
     for rel, entry in manifest["files"].items():
         meta = metadata.get(rel)
-        doc = load_document(corpus / rel, rel, settings.max_file_bytes, meta)
+        doc = load_document(corpus / rel, rel, settings.index.max_file_bytes, meta)
         chunks = make_chunks(rel, doc.text, entry["hash"], doc.title, doc.date, settings)
         assert [c.id for c in chunks] == entry["ids"], f"{rel}: chunk list differs"
         for chunk in chunks:
@@ -210,7 +210,7 @@ def test_model_server_503_then_ok_is_retried_and_answers(sample_index: Settings)
         assert server.requests == 4
     assert kinds == ["gate", "gate", "answer", "support"]
     assert not answer.declined and "Astellas" in answer.answer
-    assert {c.file for c in answer.citations} <= set(os.listdir(sample_index.corpus_dir))
+    assert {c.file for c in answer.citations} <= set(os.listdir(sample_index.index.corpus_dir))
     assert [(v.name, v.passed) for v in answer.verdicts if v.name in ("answerable", "supported")] == \
         [("answerable", True), ("supported", True)]
 
@@ -415,7 +415,7 @@ class _FullCollection:
 
 
 def _changed_corpus(settings: Settings) -> tuple[Path, dict[str, Any]]:
-    corpus = Path(settings.corpus_dir)
+    corpus = Path(settings.index.corpus_dir)
     before = read_manifest(locate(settings)) or {}
     target = corpus / "001_e2d5a160401ece19.txt"
     target.write_text(target.read_text(encoding="utf-8") + "\n\nA late paragraph about the summit in Hiroshima.",

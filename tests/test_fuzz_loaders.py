@@ -43,7 +43,7 @@ def assert_index_whole(settings: Settings, corpus: Path) -> dict[str, Any]:
         path = corpus / rel
         meta = metadata.get(rel)
         assert file_digest(path, meta) == entry["hash"], f"{rel}: manifest hash is not the file's"
-        doc = load_document(path, rel, settings.max_file_bytes, meta)
+        doc = load_document(path, rel, settings.index.max_file_bytes, meta)
         expected = make_chunks(rel, doc.text, entry["hash"], doc.title, doc.date, settings)
         assert [c.id for c in expected] == entry["ids"], f"{rel}: chunk list differs from a fresh chunking"
         for chunk in expected:

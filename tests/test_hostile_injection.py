@@ -91,14 +91,14 @@ def _visible(answer: Answer) -> str:
 
 
 def _assert_citations_sound(answer: Answer, settings: Settings) -> None:
-    corpus = Path(settings.corpus_dir)
+    corpus = Path(settings.index.corpus_dir)
     indexed = set((read_manifest(locate(settings)) or {})["files"])
     labels_in_text = set(re.findall(r"\[(S\d+)\]", answer.answer))
     assert labels_in_text <= {c.label for c in answer.citations}, answer.answer
     for c in answer.citations:
         assert c.file in indexed, f"cites {c.file!r}, which is not in the index"
         assert not Path(c.file).is_absolute() and ".." not in Path(c.file).parts
-        text = load_document(corpus / c.file, c.file, settings.max_file_bytes).text
+        text = load_document(corpus / c.file, c.file, settings.index.max_file_bytes).text
         assert text[c.start:c.end] == c.quote, f"quote of {c.file} is not verbatim"
 
 

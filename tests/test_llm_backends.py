@@ -109,7 +109,7 @@ class FakeServer(LoopbackServer):
 
 
 def _remote(url: str, *, retries: int = 2, timeout: float = 5.0, key: str = "") -> OpenAIChatModel:
-    settings = Settings(llm="openai-compatible:m", openai_base_url=url, openai_api_key=key,
+    settings = Settings().with_(llm="openai-compatible:m", openai_base_url=url, openai_api_key=key,
                         max_retries=retries, request_timeout=timeout)
     return OpenAIChatModel("m", settings, compatible=True, backoff_base=0.01, backoff_max=0.05)
 
@@ -124,12 +124,12 @@ def _free_port() -> int:
 
 def test_openai_without_key_is_a_config_error_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
-        OpenAIChatModel("gpt-4o-mini", Settings(openai_api_key=""), compatible=False)
+        OpenAIChatModel("gpt-4o-mini", Settings().with_(openai_api_key=""), compatible=False)
 
 
 def test_compatible_server_without_base_url_is_a_config_error_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="ASSISTANT_OPENAI_BASE_URL"):
-        OpenAIChatModel("m", Settings(openai_base_url=""), compatible=True)
+        OpenAIChatModel("m", Settings().with_(openai_base_url=""), compatible=True)
 
 
 def test_importing_the_module_does_not_load_the_local_runtime() -> None:
@@ -229,7 +229,7 @@ def test_request_carries_model_tokens_temperature_and_stop() -> None:
 def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalChatModel]:
     if not _small_model_available():
         pytest.skip("xllamacpp or the qwen2.5-coder-0.5b part packages are not installed")
-    settings = Settings(llm=f"local:{SMALL.name}", cache_dir=str(tmp_path_factory.mktemp("cache")),
+    settings = Settings().with_(llm=f"local:{SMALL.name}", cache_dir=str(tmp_path_factory.mktemp("cache")),
                         n_ctx=2048, n_threads=2)
     yield LocalChatModel(SMALL.name, settings)
 
@@ -291,7 +291,7 @@ def test_local_prompt_longer_than_context_is_a_config_error(local_model: LocalCh
 def test_openai_client_answers_through_the_embedded_http_server(local_model: LocalChatModel) -> None:
     base_url = local_model.start_http_server()
     assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
-    settings = Settings(llm="openai-compatible:qwen", openai_base_url=base_url,
+    settings = Settings().with_(llm="openai-compatible:qwen", openai_base_url=base_url,
                         openai_api_key=local_model.http_api_key, request_timeout=60, max_retries=0)
     remote = OpenAIChatModel("qwen", settings, compatible=True)
     completion = remote.complete(ECHO, max_tokens=8)
@@ -313,7 +313,7 @@ def test_embedded_http_server_refuses_clients_without_its_key(local_model: Local
 
 
 def test_serving_the_local_model_beyond_loopback_is_refused(tmp_path: Path) -> None:
-    model = LocalChatModel(SMALL.name, Settings(cache_dir=str(tmp_path)))
+    model = LocalChatModel(SMALL.name, Settings().with_(cache_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="loopback"):
         model.start_http_server(host="0.0.0.0")
 
@@ -326,6 +326,6 @@ def test_damaged_gguf_file_is_refused_with_a_model_file_error(local_model: Local
     damaged = tmp_path / "damaged.gguf"
     with open(local_model.model_path, "rb") as src:
         damaged.write_bytes(src.read(300_000))  # a valid header, then nothing
-    broken = LocalChatModel(str(damaged), Settings(cache_dir=str(tmp_path)))
+    broken = LocalChatModel(str(damaged), Settings().with_(cache_dir=str(tmp_path)))
     with pytest.raises(ModelFileError, match="could not load"):
         broken.complete(ASK, max_tokens=2)

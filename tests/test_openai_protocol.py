@@ -34,7 +34,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     root = tmp_path_factory.mktemp("openai")
     shutil.copytree(REPO / "articles", root / "articles")
     s = Settings.from_env(environ={}, corpus_dir=str(root / "articles"), index_dir=str(root / "index"))
-    build_index(s.corpus_dir, settings=s)
+    build_index(s.index.corpus_dir, settings=s)
     return s
 
 
@@ -66,7 +66,7 @@ def test_the_assistant_answers_through_the_openai_compatible_server(remote: Sett
     assert answer.prompt_tokens > 0 and answer.completion_tokens > 0, "usage comes back over HTTP"
     assert any(c.file in ASTELLAS_FILES for c in answer.citations)
     for c in answer.citations:
-        assert c.quote == (Path(remote.corpus_dir) / c.file).read_text(encoding="utf-8")[c.start:c.end]
+        assert c.quote == (Path(remote.index.corpus_dir) / c.file).read_text(encoding="utf-8")[c.start:c.end]
 
 
 def test_streaming_over_http_yields_several_deltas_before_the_answer(remote: Settings, answer: Answer) -> None:
@@ -89,7 +89,7 @@ def test_a_wrong_key_is_refused_without_revealing_it(remote: Settings, answer: A
     with pytest.raises(BackendUnavailableError) as info:
         Assistant(s).ask(QUESTION)
     message = str(info.value)
-    assert "OPENAI_API_KEY" in message and remote.openai_base_url in message
+    assert "OPENAI_API_KEY" in message and remote.model.openai_base_url in message
     assert "sk-wrong-SECRET-1234" not in message
 
 
@@ -98,24 +98,24 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, remote: Settings) -> pytest.MonkeyP
     for name in list(os.environ):
         if name.startswith("ASSISTANT_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ASSISTANT_CORPUS", remote.corpus_dir)
-    monkeypatch.setenv("ASSISTANT_INDEX_DIR", remote.index_dir)
-    monkeypatch.setenv("ASSISTANT_LLM", remote.llm)
-    monkeypatch.setenv("ASSISTANT_OPENAI_BASE_URL", remote.openai_base_url)
+    monkeypatch.setenv("ASSISTANT_CORPUS", remote.index.corpus_dir)
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", remote.index.index_dir)
+    monkeypatch.setenv("ASSISTANT_LLM", remote.model.llm)
+    monkeypatch.setenv("ASSISTANT_OPENAI_BASE_URL", remote.model.openai_base_url)
     monkeypatch.setenv("ASSISTANT_MAX_RETRIES", "0")
     return monkeypatch
 
 
 def test_the_cli_answers_through_the_server_with_the_key_from_the_environment(
         cli_env: pytest.MonkeyPatch, remote: Settings, answer: Answer) -> None:
-    cli_env.setenv("OPENAI_API_KEY", remote.openai_api_key)
+    cli_env.setenv("OPENAI_API_KEY", remote.model.openai_api_key)
     result = CliRunner().invoke(app, ["ask", QUESTION, "--json"])
 
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["declined"] is False and "Astellas" in data["answer"]
     assert {c["file"] for c in data["citations"]} & ASTELLAS_FILES
-    assert remote.openai_api_key not in result.output
+    assert remote.model.openai_api_key not in result.output
 
 
 def test_the_cli_without_openai_api_key_exits_5_naming_it(cli_env: pytest.MonkeyPatch, answer: Answer) -> None:

@@ -116,7 +116,7 @@ def test_citations_name_files_relative_to_the_corpus_root(tmp_path: Path, monkey
         assert citation.file in {"2023/March/astellas story.txt", "000_ab41fa749cc5eede.txt"}
         real = (corpus / path).resolve()
         assert real.is_relative_to(corpus.resolve())
-        text = load_document(real, citation.file, settings.max_file_bytes).text
+        text = load_document(real, citation.file, settings.index.max_file_bytes).text
         assert text[citation.start:citation.end] == citation.quote
     for passage in answer.sources + search(ASTELLAS, settings, k=5):
         assert not Path(passage.file).is_absolute() and ".." not in Path(passage.file).parts

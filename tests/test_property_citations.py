@@ -50,9 +50,9 @@ class World:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.corpus = Path(settings.corpus_dir)
+        self.corpus = Path(settings.index.corpus_dir)
         self.indexed = set((read_manifest(locate(settings)) or {})["files"])
-        self.texts = {rel: load_document(self.corpus / rel, rel, settings.max_file_bytes).text
+        self.texts = {rel: load_document(self.corpus / rel, rel, settings.index.max_file_bytes).text
                       for rel in self.indexed}
         self.chunks = get_retriever(settings).all_chunks()
         assistant = Assistant(settings)

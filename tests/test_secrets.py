@@ -161,7 +161,7 @@ def test_key_never_appears_when_the_server_is_unreachable(key_env: pytest.Monkey
 
 def test_settings_never_show_the_key(key_env: pytest.MonkeyPatch) -> None:
     settings = Settings.from_env()
-    assert settings.openai_api_key == KEY
+    assert settings.model.openai_api_key == KEY
     _no_key(repr(settings), str(settings), json.dumps(settings.public_dict()))
 
 

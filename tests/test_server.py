@@ -433,7 +433,7 @@ def env(monkeypatch: pytest.MonkeyPatch, built: Settings) -> pytest.MonkeyPatch:
     for name in list(os.environ):
         if name.startswith("ASSISTANT_") or name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
-    for var, value in (("ASSISTANT_CORPUS", built.corpus_dir), ("ASSISTANT_INDEX_DIR", built.index_dir),
+    for var, value in (("ASSISTANT_CORPUS", built.index.corpus_dir), ("ASSISTANT_INDEX_DIR", built.index.index_dir),
                        ("ASSISTANT_EMBEDDER", "fake:hash"), ("ASSISTANT_LLM", "fake:extractive")):
         monkeypatch.setenv(var, value)
     return monkeypatch
@@ -485,7 +485,7 @@ def test_cli_ask_with_an_unreachable_server_url_fails_clearly(env: pytest.Monkey
 def test_a_stale_server_json_is_ignored(env: pytest.MonkeyPatch, built: Settings) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    path = Path(built.index_dir) / "server.json"
+    path = Path(built.index.index_dir) / "server.json"
     try:
         for pid in (gone.pid, os.getpid()):  # a dead process; a live one that serves nothing
             path.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": pid, "model": "fake:extractive",
@@ -517,10 +517,10 @@ main()
 
 def _spawn(built: Settings, tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any], Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(ASSISTANT_CORPUS=built.corpus_dir, ASSISTANT_INDEX_DIR=built.index_dir,
+    env.update(ASSISTANT_CORPUS=built.index.corpus_dir, ASSISTANT_INDEX_DIR=built.index.index_dir,
                ASSISTANT_EMBEDDER="fake:hash", ASSISTANT_LLM="fake:extractive", HF_HUB_OFFLINE="1")
     log = tmp_path / "serve.log"
-    path = Path(built.index_dir) / "server.json"
+    path = Path(built.index.index_dir) / "server.json"
     path.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SERVE], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=log.open("wb"))
@@ -539,7 +539,7 @@ def _spawn(built: Settings, tmp_path: Path) -> tuple[subprocess.Popen[bytes], di
 def test_serve_announces_itself_and_removes_server_json_when_stopped(
         built: Settings, tmp_path: Path, env: pytest.MonkeyPatch, stop: signal.Signals) -> None:
     proc, info, log = _spawn(built, tmp_path)
-    path = Path(built.index_dir) / "server.json"
+    path = Path(built.index.index_dir) / "server.json"
     try:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert info["pid"] == proc.pid and info["model"] == "fake:extractive" and info["token_required"] is False
@@ -588,7 +588,7 @@ def test_a_server_killed_mid_answer_is_an_error_not_a_quiet_end(
     assert len(failures) == 1 and isinstance(failures[0], ServerError)
     assert url in str(failures[0]) and "assistant serve" in str(failures[0])
     assert find_server(Settings.from_env()) is None  # server.json is left behind, and ignored
-    (Path(built.index_dir) / "server.json").unlink(missing_ok=True)
+    (Path(built.index.index_dir) / "server.json").unlink(missing_ok=True)
 
 
 # -- the endpoints the web page reads, the docs, and a client that leaves ---------------------------
@@ -629,7 +629,7 @@ def test_v1_files_gives_the_indexed_text_and_refuses_anything_else(server: Assis
     c = answer["citations"][0]
     status, article = _get(server.url, f"/v1/files/{c['file']}")
     assert status == 200 and article["text"][c["start"]:c["end"]] == c["quote"]
-    outside = Path(server.settings.corpus_dir).parent / "secret.txt"
+    outside = Path(server.settings.index.corpus_dir).parent / "secret.txt"
     outside.write_text("not an article")
     for path, expected in (("/v1/files/../secret.txt", 403), ("/v1/files/%2E%2E/secret.txt", 403),
                            ("/v1/files/..%2Fsecret.txt", 403), ("/v1/files/%2Fetc%2Fpasswd", 403),

@@ -152,7 +152,7 @@ def test_a_chip_opens_the_article_with_the_quote_highlighted_at_its_offsets(page
     assert citation.file in page.locator("#viewer-meta").inner_text()
     viewer, shown = page.locator("#viewer-text").bounding_box(), mark.bounding_box()
     assert viewer and shown and viewer["y"] <= shown["y"] < viewer["y"] + viewer["height"]  # scrolled to it
-    corpus = Path(server.settings.corpus_dir)
+    corpus = Path(server.settings.index.corpus_dir)
     assert (corpus / citation.file).read_text(encoding="utf-8")[citation.start:citation.end] == citation.quote
 
 

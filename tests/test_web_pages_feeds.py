@@ -288,7 +288,7 @@ def test_search_returns_a_feed_item_under_its_item_name(tmp_path: Path) -> None:
     feed_hits = [h for h in hits if h.file.startswith("local_news.rss#")]
     assert feed_hits and re.fullmatch(FEED_ITEM, feed_hits[0].file)
     assert feed_hits[0].title == "Quay Street traders count the cost of closure" and feed_hits[0].date == "2024-03-12"
-    item = load_document(corpus / feed_hits[0].file, feed_hits[0].file, settings.max_file_bytes)
+    item = load_document(corpus / feed_hits[0].file, feed_hits[0].file, settings.index.max_file_bytes)
     assert item.text[feed_hits[0].start:feed_hits[0].end] == feed_hits[0].text
 
 

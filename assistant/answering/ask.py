@@ -88,21 +88,22 @@ class Assistant:
             # Many threads may ask the first question at once: one builds, the others wait.
             with _AUTO_BUILD_LOCK:
                 if not index_exists(self.settings):
-                    self._on_message(f"No index yet: building one from {self.settings.corpus_dir} (first run only)...")
-                    build_index(self.settings.corpus_dir, settings=self.settings)
+                    corpus = self.settings.index.corpus_dir
+                    self._on_message(f"No index yet: building one from {corpus} (first run only)...")
+                    build_index(corpus, settings=self.settings)
             self._retriever = get_retriever(self.settings)
         return self._retriever
 
     def understand(self, question: str) -> Question:
         """The question's kind and named entities, read once for every check."""
-        return checks.understand(question, use_ner=self.settings.ner)
+        return checks.understand(question, use_ner=self.settings.checks.ner)
 
     def gather(self, question: str | Question, filters: Filters | None = None) -> Evidence:
         """Retrieve passages and spend the evidence budget on the sentences that matter, in context."""
         q = question if isinstance(question, Question) else self.understand(question)
         retriever = self.retriever
-        searched = retriever.search(q.text, k=self.settings.search_chunks, filters=filters)
-        passages = searched[:self.settings.candidate_chunks]
+        searched = retriever.search(q.text, k=self.settings.retrieval.search_chunks, filters=filters)
+        passages = searched[:self.settings.retrieval.candidate_chunks]
         ranked = self.rank_sentences(q, passages)
         if not ranked:
             return Evidence(q, [], passages, searched)
@@ -116,13 +117,12 @@ class Assistant:
 
     def budget(self, q: Question | None = None) -> evidence.Budget:
         """The evidence budget these settings give for this kind of question: a why or how question
-        needs what follows the event (`evidence_after_explain` sentences), a name or date does not."""
-        s = self.settings
+        needs what follows the event (`evidence.after_explain` sentences), a name or date does not."""
         explain = q is not None and q.kind in ("why", "how")
-        return evidence.Budget(tokens=s.evidence_tokens, after=s.evidence_after_explain if explain else s.evidence_after,
-                               before=s.evidence_before, max_files=s.evidence_files,
-                               new_file_bonus=s.evidence_new_file_bonus,
-                               after_max_tokens=s.evidence_after_max_tokens or None)
+        e = self.settings.evidence
+        return evidence.Budget(tokens=e.tokens, after=e.after_explain if explain else e.after, before=e.before,
+                               max_files=e.files, new_file_bonus=e.new_file_bonus,
+                               after_max_tokens=e.after_max_tokens or None)
 
     def rank_sentences(self, q: Question, passages: list[Passage]) -> list[evidence.Scored]:
         """The sentences of the retrieved chunks, scored for this question, best first."""
@@ -138,7 +138,7 @@ class Assistant:
         # Every sentence of the best files is a candidate (the answer is often a sentence or two past
         # the chunk that matched), and every sentence of the other retrieved chunks; a fragment of
         # fewer than three content words (a stray code or byline left by a planted line) is not.
-        whole = set(list(file_rank)[:self.settings.candidate_files])
+        whole = set(list(file_rank)[:self.settings.retrieval.candidate_files])
         candidates = [sent for f in file_rank if f in articles for sent in articles[f].sentences()
                       if (f in whole or (sent.file, sent.position) in chunk_rank)
                       and len(content_terms(sent.text)) >= 3 and not addresses_the_assistant(sent.text)]
@@ -155,7 +155,7 @@ class Assistant:
             if dated and max(dated) > min(dated):
                 low, span = min(dated), max(dated) - min(dated)
                 for item, e in zip(ranked, epochs):
-                    item.score += self.settings.recency_weight * (e - low) / span if e else 0.0
+                    item.score += self.settings.retrieval.recency_weight * (e - low) / span if e else 0.0
                 ranked.sort(key=lambda i: -i.score)
         return ranked
 
@@ -182,7 +182,7 @@ class Assistant:
             return ["The articles carry no publication dates, so the folder cannot tell which report is the "
                     "newest or how current this answer is."]
         age = (datetime.now().date() - datetime.fromisoformat(newest[:10].ljust(10, "-")[:7] + "-01").date()).days
-        if age > self.settings.stale_days:
+        if age > self.settings.retrieval.stale_days:
             return [f"The newest article in the folder is from {newest}; anything since then is not covered."]
         return []
 
@@ -212,7 +212,7 @@ class Assistant:
         """NER is on and installed (the figure check reads its entities)."""
         from ..backends import ner
 
-        return self.settings.ner and ner.available()
+        return self.settings.checks.ner and ner.available()
 
     def judge(self, llm: ChatModel | None = None) -> checks.Judge:
         """The checks every answer passes, for these settings and this model."""
@@ -250,8 +250,8 @@ class Assistant:
                 yield chunk
             raw = "".join(parts)
         else:
-            completion = judge.llm.complete(messages, max_tokens=self.settings.max_answer_tokens,
-                                            temperature=self.settings.temperature)
+            completion = judge.llm.complete(messages, max_tokens=self.settings.answer.max_answer_tokens,
+                                            temperature=self.settings.answer.temperature)
             raw, usage = completion.text, (completion.prompt_tokens, completion.completion_tokens)
         timings["generate_s"] = time.perf_counter() - t1
         answer = self._finish(q, raw, messages, judge, evidence, judged, timings, t0)
@@ -274,8 +274,8 @@ class Assistant:
         """Stream the model's draft into `parts`, holding output back while it could still be the
         decline sentinel."""
         buffered = ""
-        for delta in self.llm.stream(messages, max_tokens=self.settings.max_answer_tokens,
-                                     temperature=self.settings.temperature):
+        for delta in self.llm.stream(messages, max_tokens=self.settings.answer.max_answer_tokens,
+                                     temperature=self.settings.answer.temperature):
             timings.setdefault("first_token_s", time.perf_counter() - t0)
             parts.append(delta)
             so_far = "".join(parts).lstrip()
@@ -331,7 +331,7 @@ class Assistant:
         composed = compose(q, claims.kept, resolution.citations, evidence.sources,
                            {p.file: p.copies for p in evidence.searched if p.copies}, judged.disagreement,
                            judged.gate, lambda sentence, label: judge.states(messages, sentence, _plain(sentence), label),
-                           self.settings.conflict_min_p, self.staleness_notes)
+                           self.settings.checks.conflict_min_p, self.staleness_notes)
         judged.notes.extend(composed.notes)
         timings["total_s"] = time.perf_counter() - t0
         cited_files = {c.file for c in composed.citations}

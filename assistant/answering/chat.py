@@ -11,7 +11,6 @@ from ..labels import blank_labels
 from .prompts import render
 from ..types import Answer
 
-MAX_TURN_CHARS = 400
 
 
 @dataclass
@@ -42,9 +41,10 @@ class ChatSession:
 
     def rewrite_messages(self, question: str) -> list[dict[str, str]]:
         """The prompt that turns a follow-up into a stand-alone question (last turns only)."""
-        window = self.turns[-self.assistant.settings.history_turns:]
-        history = "\n".join(
-            f"User: {t.standalone[:MAX_TURN_CHARS]}\nAssistant: {t.answer[:MAX_TURN_CHARS]}" for t in window)
+        answer = self.assistant.settings.answer
+        cut = answer.history_turn_chars
+        history = "\n".join(f"User: {t.standalone[:cut]}\nAssistant: {t.answer[:cut]}"
+                            for t in self.turns[-answer.history_turns:])
         return [{"role": "user", "content": render("rewrite", history=history, question=question)}]
 
     def standalone(self, question: str) -> str:

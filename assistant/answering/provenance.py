@@ -31,7 +31,7 @@ def provenance(settings: Settings, manifest: dict[str, Any], files: list[str], m
     """The provenance record of an answer citing `files`."""
     entries = manifest.get("files", {})
     return {"index_fingerprint": manifest.get("fingerprint", ""), "manifest_version": manifest.get("version", ""),
-            "corpus": manifest.get("corpus", ""), "embedder": settings.embedder, "model": model_id,
+            "corpus": manifest.get("corpus", ""), "embedder": settings.index.embedder, "model": model_id,
             "prompts_sha256": prompts_digest(),
             "files": {rel: entries.get(rel, {}).get("hash", "") for rel in dict.fromkeys(files)}}
 
@@ -90,7 +90,7 @@ def verify(answer: dict[str, Any], corpus: str | Path | None = None, settings: S
 
     settings = settings or Settings.from_env()
     record = answer.get("provenance") or {}
-    root = Path(corpus or record.get("corpus") or settings.corpus_dir)
+    root = Path(corpus or record.get("corpus") or settings.index.corpus_dir)
     if not root.is_dir():
         raise InputError(f"corpus folder {root} not found: pass the folder the answer came from with --corpus")
     report = VerifyReport(corpus=str(root))
@@ -108,7 +108,7 @@ def verify(answer: dict[str, Any], corpus: str | Path | None = None, settings: S
         path = root / rel
         if rel not in loaded:
             try:
-                loaded[rel] = load_document(path, rel, settings.max_file_bytes, metadata.get(rel)).text
+                loaded[rel] = load_document(path, rel, settings.index.max_file_bytes, metadata.get(rel)).text
             except SkipFile as exc:
                 loaded[rel] = exc if path.exists() else None
             indexed = record.get("files", {}).get(rel)

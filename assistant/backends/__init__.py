@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
@@ -24,8 +26,8 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def get_embedder(settings: "Settings") -> "Embedder":
-    """Build the embedder named by `settings.embedder`."""
-    provider, model = split_spec(settings.embedder)
+    """Build the embedder named by `settings.index.embedder`."""
+    provider, model = split_spec(settings.index.embedder)
     factories: dict[str, Callable[[], "Embedder"]] = {}
 
     def local() -> "Embedder":
@@ -47,14 +49,10 @@ def get_embedder(settings: "Settings") -> "Embedder":
 
 
 def get_llm(settings: "Settings", on_message: Callable[[str], None] | None = None) -> "ChatModel":
-    """Build (once per process and configuration) the chat model named by `settings.llm`."""
-    provider, model = split_spec(settings.llm)
-    import hashlib
-
-    # Anything that changes the client is in the key; the API key only as a digest.
-    key = (settings.llm, settings.openai_base_url, settings.n_ctx, settings.n_threads, settings.cache_dir,
-           hashlib.sha256(settings.openai_api_key.encode()).hexdigest(), settings.request_timeout,
-           settings.max_retries)
+    """Build (once per process and configuration) the chat model named by `settings.model.llm`."""
+    provider, model = split_spec(settings.model.llm)
+    # The model group is the key (a change there builds another model), the API key only as a digest.
+    key = (replace(settings.model, openai_api_key=hashlib.sha256(settings.model.openai_api_key.encode()).hexdigest()),)
     return CACHE.get("llm", key, lambda: _build_llm(provider, model, settings, on_message))
 
 

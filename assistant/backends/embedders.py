@@ -67,9 +67,9 @@ class LocalEmbedder:
     def __init__(self, model: str, settings: "Settings") -> None:
         self.model_id = f"local:{model}"
         self._name, self.variant = split_variant(model)
-        self._batch = settings.embed_batch_size
-        self._threads = settings.n_threads
-        self._cache_dir = settings.cache_dir
+        self._batch = settings.index.embed_batch_size
+        self._threads = settings.model.n_threads
+        self._cache_dir = settings.model.cache_dir
         self._model = None
         self._lock = threading.Lock()
 
@@ -298,19 +298,19 @@ class OpenAIEmbedder:
     def __init__(self, model: str, settings: "Settings", compatible: bool) -> None:
         self.model_id = f"{'openai-compatible' if compatible else 'openai'}:{model}"
         self._model = model
-        self._batch = settings.embed_batch_size
-        if compatible and not settings.openai_base_url:
+        self._batch = settings.index.embed_batch_size
+        if compatible and not settings.model.openai_base_url:
             raise ConfigError("openai-compatible embedder needs a server URL: set ASSISTANT_OPENAI_BASE_URL")
-        if not compatible and not settings.openai_api_key:
+        if not compatible and not settings.model.openai_api_key:
             raise ConfigError("OPENAI_API_KEY is not set: export it, or use the offline embedder "
                               "(ASSISTANT_EMBEDDER=local:all-MiniLM-L6-v2)")
         try:
             import openai
         except ImportError:
             raise BackendUnavailableError("the openai package is missing: pip install openai") from None
-        self._client = openai.OpenAI(api_key=settings.openai_api_key or "not-needed",
-                                     base_url=settings.openai_base_url or None,
-                                     timeout=settings.request_timeout, max_retries=settings.max_retries)
+        self._client = openai.OpenAI(api_key=settings.model.openai_api_key or "not-needed",
+                                     base_url=settings.model.openai_base_url or None,
+                                     timeout=settings.model.request_timeout, max_retries=settings.model.max_retries)
         self._url_setting = "ASSISTANT_OPENAI_BASE_URL" if compatible else "OPENAI_API_KEY"
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

@@ -162,7 +162,7 @@ class LocalChatModel:
         return self._server
 
     def _load(self) -> Any:
-        path = ensure_model_file(self.model, self.settings.cache_dir, self.on_message)
+        path = ensure_model_file(self.model, self.settings.model.cache_dir, self.on_message)
         try:
             import xllamacpp as xlc
         except ImportError as exc:
@@ -171,12 +171,12 @@ class LocalChatModel:
                 "or choose a remote model with ASSISTANT_LLM=openai:<model>") from None
         params = xlc.CommonParams()
         params.model.path = str(path)
-        params.n_ctx = int(self.settings.n_ctx)
+        params.n_ctx = int(self.settings.model.n_ctx)
         params.n_parallel = 1  # one slot keeps the whole n_ctx per request; others queue
-        params.cpuparams.n_threads = int(self.settings.n_threads)
-        params.cpuparams_batch.n_threads = int(self.settings.n_threads)
+        params.cpuparams.n_threads = int(self.settings.model.n_threads)
+        params.cpuparams_batch.n_threads = int(self.settings.model.n_threads)
         params.sampling.seed = SEED
-        if self.settings.speculative:
+        if self.settings.model.speculative:
             # n-gram speculative decoding: drafts from text already in the context (answers quote
             # their sources), verified by the model itself, so greedy output is unchanged.
             params.speculative.types = [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NGRAM_SIMPLE]

@@ -36,21 +36,21 @@ class OpenAIChatModel:
         self.backoff_max = backoff_max
         self.sleep = sleep
         if compatible:
-            if not settings.openai_base_url:
+            if not settings.model.openai_base_url:
                 raise ConfigError("ASSISTANT_OPENAI_BASE_URL is not set: export the URL of your "
                                   "OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1) or choose "
                                   "another model with ASSISTANT_LLM")
-            api_key = settings.openai_api_key or "not-needed"
+            api_key = settings.model.openai_api_key or "not-needed"
             self.url_setting = "ASSISTANT_OPENAI_BASE_URL"
         else:
-            if not settings.openai_api_key:
+            if not settings.model.openai_api_key:
                 raise ConfigError("OPENAI_API_KEY is not set: export it or choose another model with "
                                   "ASSISTANT_LLM (e.g. local:qwen2.5-coder-1.5b)")
             if not model:
                 raise ConfigError("no OpenAI model named: set ASSISTANT_LLM like 'openai:gpt-4o-mini'")
-            api_key = settings.openai_api_key
-            self.url_setting = "ASSISTANT_OPENAI_BASE_URL" if settings.openai_base_url else "OpenAI API"
-        self.base_url = (settings.openai_base_url or self.DEFAULT_URL).rstrip("/")
+            api_key = settings.model.openai_api_key
+            self.url_setting = "ASSISTANT_OPENAI_BASE_URL" if settings.model.openai_base_url else "OpenAI API"
+        self.base_url = (settings.model.openai_base_url or self.DEFAULT_URL).rstrip("/")
         self._secret = api_key
         try:
             import httpx
@@ -63,7 +63,7 @@ class OpenAIChatModel:
         _redact_http_logs(api_key)
         # Retries are done below (not by the client) so backoff is bounded, logged and testable.
         self._client = openai.OpenAI(api_key=api_key, base_url=self.base_url,
-                                     timeout=settings.request_timeout, max_retries=0)
+                                     timeout=settings.model.request_timeout, max_retries=0)
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model_id={self.model_id!r}, base_url={self.base_url!r})"
@@ -118,7 +118,7 @@ class OpenAIChatModel:
         return request
 
     def _with_retries(self, call: Callable[[], _T]) -> _T:
-        tries = max(0, int(self.settings.max_retries)) + 1
+        tries = max(0, int(self.settings.model.max_retries)) + 1
         for attempt in range(1, tries + 1):
             try:
                 return call()
@@ -155,7 +155,7 @@ class OpenAIChatModel:
             after = f" {during}"
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.APITimeoutError, self._httpx.TimeoutException)):
-            text = (f"{where} did not answer within {self.settings.request_timeout:g} s{after}; raise "
+            text = (f"{where} did not answer within {self.settings.model.request_timeout:g} s{after}; raise "
                     "ASSISTANT_REQUEST_TIMEOUT or check that the server is not overloaded")
         elif isinstance(exc, (openai.APIConnectionError, self._httpx.TransportError)):
             text = (f"cannot reach {where}: {_connection_reason(exc)}{after}; check that the server "
@@ -185,7 +185,7 @@ class OpenAIChatModel:
 
     def _describe(self, exc: Exception) -> str:
         if isinstance(exc, self._openai.APITimeoutError):
-            return f"no answer within {self.settings.request_timeout:g} s"
+            return f"no answer within {self.settings.model.request_timeout:g} s"
         if isinstance(exc, self._openai.APIConnectionError):
             return _connection_reason(exc)
         body = getattr(exc, "body", None)

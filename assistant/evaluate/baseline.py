@@ -147,8 +147,8 @@ class StockCitationEngine:
         self.settings = settings
         collection = open_collection(locate(settings), create=False)
         self.embed_model = WrappedEmbedding(get_embedder(settings))
-        self.llm = WrappedLLM(llm or get_llm(settings), context_window=settings.n_ctx,
-                              num_output=settings.max_answer_tokens, temperature=settings.temperature)
+        self.llm = WrappedLLM(llm or get_llm(settings), context_window=settings.model.n_ctx,
+                              num_output=settings.answer.max_answer_tokens, temperature=settings.answer.temperature)
         self.index = VectorStoreIndex.from_vector_store(ChromaVectorStore(chroma_collection=collection),
                                                         embed_model=self.embed_model)
         self.engine = CitationQueryEngine.from_args(self.index, llm=self.llm, similarity_top_k=SIMILARITY_TOP_K)

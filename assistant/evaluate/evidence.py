@@ -105,7 +105,7 @@ def measure(assistant: Any, cases: Sequence[EvalCase]) -> list[EvidenceRow]:
         if not case.answerable or not case.evidence:
             continue
         ev = assistant.gather(case.question)
-        rows.append(case_row(case, ev.sources, file_texts(assistant.settings.corpus_dir, ev.sources)))
+        rows.append(case_row(case, ev.sources, file_texts(assistant.settings.index.corpus_dir, ev.sources)))
     return rows
 
 
@@ -121,7 +121,7 @@ def training_rows(assistant: Any, cases: Sequence[EvalCase]) -> tuple[list[dict[
         if not case.answerable or not case.evidence:
             continue
         q = understand(case.question, use_ner=False)
-        passages = assistant.retriever.search(q.text, k=20)[:assistant.settings.candidate_chunks]
+        passages = assistant.retriever.search(q.text, k=20)[:assistant.settings.retrieval.candidate_chunks]
         ranked = assistant.rank_sentences(q, passages)
         texts = {f: a.full_text() for f, a in assistant.retriever.articles([p.file for p in passages]).items()}
         spans = []

@@ -116,7 +116,7 @@ def run(path: str | Path, settings: Settings) -> dict[str, Any]:
     """Ask every gold case of the configured corpus; per-case scores and the rates."""
     from ..answering.ask import Assistant
 
-    corpus = Path(settings.corpus_dir).resolve()
+    corpus = Path(settings.index.corpus_dir).resolve()
     cases = [c for c in load_cases(path) if Path(CORPORA[c["corpus"]]).resolve() == corpus]
     if not cases:
         raise InputError(f"no gold case in {path} is about the corpus {corpus} (set ASSISTANT_CORPUS)")

@@ -26,7 +26,7 @@ def run(dataset: str, settings: Settings) -> dict[str, Any]:
     bot = Assistant(settings)
     rows = []
     for case in load_dataset(dataset):
-        q = understand(case.question, use_ner=settings.ner)
+        q = understand(case.question, use_ner=settings.checks.ner)
         searched = bot.gather(q).searched
         shipped = entities_found(q, searched).passed
         before = entities_found(q, searched, required=TOPICAL).passed

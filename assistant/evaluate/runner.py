@@ -150,7 +150,7 @@ def _engine(settings: Settings, baseline: bool, record: str | Path | None = None
     from ..search.retrieval import get_retriever
 
     if not index_exists(settings):
-        build_index(settings.corpus_dir, settings=settings)
+        build_index(settings.index.corpus_dir, settings=settings)
     if baseline:
         from .baseline import StockCitationEngine
 
@@ -172,7 +172,7 @@ def _warm_up(settings: Settings, embed: Callable[[Sequence[str]], list[list[floa
     from ..backends import get_llm
 
     embed(["warm up"])
-    if settings.llm.startswith("local:") and not replay:  # remote models have nothing to load; spare the API call
+    if settings.model.llm.startswith("local:") and not replay:  # remote models have nothing to load; spare the API call
         get_llm(settings).complete([{"role": "user", "content": "Say OK."}], max_tokens=2)
 
 
@@ -246,10 +246,10 @@ def run_eval(dataset: str | Path | None = None, settings: Settings | None = None
             out.flush()
             if progress:
                 progress(n, len(items), case.id)
-    run = {"name": run_dir.name, "engine": engine_name, "llm": settings.llm, "embedder": settings.embedder,
+    run = {"name": run_dir.name, "engine": engine_name, "llm": settings.model.llm, "embedder": settings.index.embedder,
            "fingerprint": fingerprint(settings), "dataset": str(path), "limit": limit,
-           "conversations": str(conversations or ""), "gate_none_max": settings.gate_none_max,
-           "support_min": settings.support_min, "checks_off": sorted(settings.checks_off),
+           "conversations": str(conversations or ""), "gate_none_max": settings.checks.gate_none_max,
+           "support_min": settings.checks.support_min, "checks_off": sorted(settings.checks.checks_off),
            "started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if replay:  # how many requests the recording lacked: 0 means every prompt was the recorded one
         run.update(replay=str(replay), replay_misses=len(getattr(engine.llm, "misses", [])))

@@ -123,7 +123,7 @@ def run(path: str | Path, settings: Settings, baseline: bool = False, record: st
     from ..backends.recorded import model_for_eval
     from ..news.timeline import build_timeline
 
-    corpus = Path(settings.corpus_dir).resolve()
+    corpus = Path(settings.index.corpus_dir).resolve()
     stories = [s for s in load_stories(path) if about(s, corpus)]
     if not stories:
         raise InputError(f"no gold timeline in {path} is about the corpus {corpus} (set ASSISTANT_CORPUS)")

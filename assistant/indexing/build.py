@@ -44,10 +44,11 @@ def _save_manifest(loc: IndexLocation, data: dict[str, Any]) -> None:
 
 
 def build_index(path: str | Path | None = None, settings: Settings | None = None,
-                progress: ProgressFn | None = None) -> IndexReport:
-    """Index a folder of articles incrementally and return what changed."""
+                progress: ProgressFn | None = None, *, embedder: Any = None) -> IndexReport:
+    """Index a folder of articles incrementally and return what changed (with the embedder the settings
+    name, or the one handed in: any object with `embed(texts) -> vectors`)."""
     settings = settings or Settings.from_env()
-    root = Path(path) if path is not None else Path(settings.corpus_dir)
+    root = Path(path) if path is not None else Path(settings.index.corpus_dir)
     if not root.exists():
         raise InputError(f"path not found: {root} (give a folder of .txt, .md, .html or .pdf articles)")
     if not root.is_dir():
@@ -55,13 +56,13 @@ def build_index(path: str | Path | None = None, settings: Settings | None = None
     started = time.perf_counter()
     loc = locate(settings)
     with IndexLock(loc.root), _server_lease(loc) as renew:
-        report = _run(root, settings, loc, progress, renew)
+        report = _run(root, settings, loc, progress, renew, embedder)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressFn | None,
-         renew: Callable[[], None]) -> IndexReport:
+         renew: Callable[[], None], embedder: Any) -> IndexReport:
     report = IndexReport(index_path=str(loc.root))
     interrupted_before = _is_dirty(loc)  # a run killed mid-way may have left chunks no manifest names
     manifest = read_manifest(loc) or {}
@@ -69,15 +70,14 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
     old_hashes = {rel: entry.get("hash") for rel, entry in files.items()}  # what the reader compares to
     metadata = read_metadata(root)
     collection = open_collection(loc, create=True)
-    base_manifest = {"fingerprint": loc.fingerprint, "embedder": settings.embedder,
-                     "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
+    base_manifest = {"fingerprint": loc.fingerprint, "embedder": settings.index.embedder,
+                     "chunk_size": settings.index.chunk_size, "chunk_overlap": settings.index.chunk_overlap,
                      "corpus": str(root.resolve())}
     seen: set[str] = set()
-    candidates = list(walk_corpus(root, exclude=[Path(settings.index_dir)]))
+    candidates = list(walk_corpus(root, exclude=[Path(settings.index.index_dir)]))
     meter = Meter(progress, len(candidates))
     pending: list[_Pending] = []
     pending_chunks = 0
-    embedder = None
     writer = Writer()
     memo: dict[str, array] = {}
 
@@ -89,7 +89,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         meta = metadata.get(rel)
         try:
             # Type and size first: a huge video or a FIFO must not be read just to be skipped.
-            check_file(path, settings.max_file_bytes)
+            check_file(path, settings.index.max_file_bytes)
             try:
                 digest = file_digest(path, meta)
             except OSError as exc:
@@ -108,8 +108,8 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         group, count = pending, pending_chunks
         pending, pending_chunks = [], 0
         meter.start_group()
-        vectors = _embed_sorted(embedder, [c.text for item in group for c in item.chunks], settings.embed_batch_size,
-                                memo)
+        vectors = _embed_sorted(embedder, [c.text for item in group for c in item.chunks],
+                                settings.index.embed_batch_size, memo)
         meter.embedding(count)
 
         def write() -> None:
@@ -244,7 +244,8 @@ def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation,
 def _commit(collection: Any, embedder: Any, pending: list[_Pending], files: dict[str, Any],
             loc: IndexLocation, base_manifest: dict[str, Any], settings: Settings) -> None:
     """Embed one group and write it (the two steps `_run` overlaps, in one call)."""
-    vectors = _embed_sorted(embedder, [c.text for item in pending for c in item.chunks], settings.embed_batch_size)
+    vectors = _embed_sorted(embedder, [c.text for item in pending for c in item.chunks],
+                            settings.index.embed_batch_size)
     _write_group(collection, pending, vectors, files, loc, base_manifest)
 
 

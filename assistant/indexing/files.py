@@ -100,7 +100,7 @@ def make_chunks(rel: str, text: str, file_hash: str, title: str, date: str, sett
     return [
         Chunk(id=chunk_id(rel, file_hash, n), file=rel, text=raw.text, start=raw.start, end=raw.end,
               chunk_no=n, title=title, date=date, date_epoch=epoch, content_hash=content_hash(raw.text))
-        for n, raw in enumerate(chunk_text(text, settings.chunk_size, settings.chunk_overlap, spans=spans))
+        for n, raw in enumerate(chunk_text(text, settings.index.chunk_size, settings.index.chunk_overlap, spans=spans))
     ]
 
 
@@ -108,7 +108,7 @@ def _load_pending(path: Path, rel: str, meta: dict[str, str] | None, digest: str
                   settings: Settings, loc: IndexLocation) -> _Pending:
     """Load and chunk one file (every item of a feed) and save the text of non-plain documents."""
     item = _Pending(rel, digest, [], is_update)
-    for doc in load_documents(path, rel, settings.max_file_bytes, meta):
+    for doc in load_documents(path, rel, settings.index.max_file_bytes, meta):
         # A feed item's hash is its own content's, so the items a feed keeps keep their chunk ids.
         doc_hash = digest if doc.file == rel else _doc_digest(doc)
         chunks = make_chunks(doc.file, doc.text, doc_hash, doc.title, doc.date, settings)

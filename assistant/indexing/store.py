@@ -24,8 +24,8 @@ MANIFEST = "manifest.json"
 
 def fingerprint(settings: "Settings") -> str:
     """Hash of everything that changes vectors: embedder, chunking, cleaning, schema."""
-    key = json.dumps({"embedder": settings.embedder, "chunk_size": settings.chunk_size,
-                      "chunk_overlap": settings.chunk_overlap, "cleaning": CLEANING_VERSION,
+    key = json.dumps({"embedder": settings.index.embedder, "chunk_size": settings.index.chunk_size,
+                      "chunk_overlap": settings.index.chunk_overlap, "cleaning": CLEANING_VERSION,
                       "schema": SCHEMA_VERSION}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -53,8 +53,8 @@ class IndexLocation:
 def locate(settings: "Settings") -> IndexLocation:
     """The index location for these settings."""
     fp = fingerprint(settings)
-    return IndexLocation(root=Path(settings.index_dir) / fp, fingerprint=fp,
-                         collection=f"{settings.collection}-{fp}", chroma_url=settings.chroma_url)
+    return IndexLocation(root=Path(settings.index.index_dir) / fp, fingerprint=fp,
+                         collection=f"{settings.index.collection}-{fp}", chroma_url=settings.index.chroma_url)
 
 
 def manifest_version(files: dict[str, Any]) -> str:

@@ -80,7 +80,7 @@ def authorize(request: Request, given: Optional[HTTPAuthorizationCredentials] = 
 
 def check_length(server: "AssistantServer", question: str) -> None:
     """413 for a question over `server_question_max_chars`, before it reaches the queue."""
-    limit = server.settings.server_question_max_chars
+    limit = server.settings.server.question_max_chars
     if len(question) > limit:
         raise Reject(413, f"the question is {len(question):,} characters long; at most {limit:,} are "
                           "accepted (ASSISTANT_SERVER_QUESTION_MAX_CHARS): ask about one thing at a time")
@@ -159,7 +159,7 @@ def create_app(server: "AssistantServer", extend: Callable[..., None] | None = N
               summary="OpenAI-compatible chat: the checked answer, citations in extra fields and a Sources block")
     async def chat(body: ChatRequest) -> JSONResponse | StreamingResponse:
         question, history = chat_turns(body.messages)
-        block = server.settings.server_sources_block if body.sources_block is None else body.sources_block
+        block = server.settings.server.sources_block if body.sources_block is None else body.sources_block
         check_length(server, question)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": server.model}
         future = server.submit(server.answer, question, history=history)

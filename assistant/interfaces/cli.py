@@ -37,7 +37,7 @@ def index(
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
         return
-    typer.echo(f"indexed {path or settings.corpus_dir} into {report.index_path}: {report.added} added, "
+    typer.echo(f"indexed {path or settings.index.corpus_dir} into {report.index_path}: {report.added} added, "
                f"{report.updated} updated, {report.removed} removed, {report.unchanged} unchanged; "
                f"{report.chunks} chunks in the index")
     for skipped in report.skipped:
@@ -123,7 +123,7 @@ def ask(
     url = find_server(settings, llm=llm)
     if url:
         answer = ask_via_server(url, question, files=file or (), since=since or "", until=until or "",
-                                token=settings.server_token)
+                                token=settings.server.token)
     else:
         from ..answering.ask import Assistant
 
@@ -148,7 +148,7 @@ def chat(
     url = find_server(settings, llm=llm)
     session: Any
     if url:
-        session = RemoteChat(url, token=settings.server_token)
+        session = RemoteChat(url, token=settings.server.token)
     else:
         from ..answering.ask import Assistant
         from ..answering.chat import ChatSession
@@ -258,7 +258,7 @@ def serve(
     from .server import serve as run
 
     settings = _settings(index_dir=index_dir, llm=llm)
-    run(settings, host=host, port=port, token=settings.server_token if token is None else token)
+    run(settings, host=host, port=port, token=settings.server.token if token is None else token)
 
 
 @app.command()

@@ -92,13 +92,13 @@ def find_server(settings: Settings, llm: str | None = None) -> str | None:
     ASSISTANT_SERVER_URL wins (unreachable: ServerError). Otherwise <index_dir>/server.json, when its
     process is alive, answers /healthz within half a second and serves this embedder. With `llm`
     (an explicit --llm), only a server running that model is used."""
-    if settings.server_url:
-        url = settings.server_url.rstrip("/")
-        if llm and health(url, timeout=settings.request_timeout).get("model") != llm:
+    if settings.server.url:
+        url = settings.server.url.rstrip("/")
+        if llm and health(url, timeout=settings.model.request_timeout).get("model") != llm:
             return None
         return url
     try:
-        info = json.loads((Path(settings.index_dir) / "server.json").read_text())
+        info = json.loads((Path(settings.index.index_dir) / "server.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(info, dict) or not isinstance(info.get("url"), str) or not _alive(info.get("pid")):
@@ -107,7 +107,7 @@ def find_server(settings: Settings, llm: str | None = None) -> str | None:
         status = health(info["url"])
     except AssistantError:
         return None
-    if status.get("pid") != info["pid"] or status.get("embedder") != settings.embedder:
+    if status.get("pid") != info["pid"] or status.get("embedder") != settings.index.embedder:
         return None
     if llm and status.get("model") != llm:
         return None

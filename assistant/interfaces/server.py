@@ -96,7 +96,7 @@ class AssistantServer:
         self.socket = _listen(host, port)
         self.server_address = self.socket.getsockname()
         self.settings, self.token, self.verbose = settings, token, verbose
-        self.model = settings.llm
+        self.model = settings.model.llm
         self.assistant = Assistant(settings, on_message=lambda msg: print(msg, file=sys.stderr))
         self.lock = threading.Lock()
         self.answered = 0
@@ -144,11 +144,11 @@ class AssistantServer:
     # -- the queue for the one model -----------------------------------------------------------------
     def _enter(self) -> None:
         with self._admission:
-            if self.held >= self.settings.server_queue_max:
+            if self.held >= self.settings.server.queue_max:
                 mean = self.answer_s / self.answered if self.answered else 10.0
                 wait = max(1, math.ceil(mean * self.held))
                 raise Reject(503, f"the server is busy: {self.held} requests are queued for the one model "
-                                  f"(ASSISTANT_SERVER_QUEUE_MAX={self.settings.server_queue_max}); "
+                                  f"(ASSISTANT_SERVER_QUEUE_MAX={self.settings.server.queue_max}); "
                                   f"retry in about {wait} s", "server_busy", {"Retry-After": str(wait)})
             self.held += 1
 
@@ -199,10 +199,10 @@ class AssistantServer:
         from ..indexing.store import locate
 
         loc = locate(self.settings)
-        return {"status": "ok", "model": self.model, "embedder": self.settings.embedder,
+        return {"status": "ok", "model": self.model, "embedder": self.settings.index.embedder,
                 "index": str(loc.root), "fingerprint": loc.fingerprint, "pid": os.getpid(),
                 "token_required": bool(self.token), "busy": self.lock.locked(), "answered": self.answered,
-                "queue": self.held, "queue_max": self.settings.server_queue_max,
+                "queue": self.held, "queue_max": self.settings.server.queue_max,
                 "uptime_s": int(time.time()) - self.started}
 
     def _standalone(self, question: str, history: list[tuple[str, str]]) -> str:
@@ -282,9 +282,9 @@ def make_server(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
 
 def write_discovery(server: AssistantServer) -> Path:
     """Write <index_dir>/server.json (mode 0600, atomically) so `ask` and `chat` find the server."""
-    folder = Path(server.settings.index_dir)
+    folder = Path(server.settings.index.index_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    info = {"url": server.url, "pid": os.getpid(), "model": server.model, "embedder": server.settings.embedder,
+    info = {"url": server.url, "pid": os.getpid(), "model": server.model, "embedder": server.settings.index.embedder,
             "token_required": bool(server.token)}
     fd, tmp = tempfile.mkstemp(prefix=".server.", dir=folder)  # created 0600
     with os.fdopen(fd, "w") as f:
@@ -306,7 +306,7 @@ def remove_discovery(path: Path) -> None:
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str = "") -> None:
     """Run the server until SIGINT or SIGTERM, announcing it in server.json while it runs."""
     check_bind(host, token)
-    print(f"loading {settings.llm} and the index in {settings.index_dir}...", file=sys.stderr)
+    print(f"loading {settings.model.llm} and the index in {settings.index.index_dir}...", file=sys.stderr)
     server = make_server(settings, host, port, token, verbose=True)
     path = write_discovery(server)
 

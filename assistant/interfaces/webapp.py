@@ -33,7 +33,7 @@ def corpus_root(server: "AssistantServer") -> Path:
     from ..indexing.store import read_manifest
 
     manifest = read_manifest(server.assistant.retriever.loc) or {}
-    return Path(manifest.get("corpus") or server.settings.corpus_dir)
+    return Path(manifest.get("corpus") or server.settings.index.corpus_dir)
 
 
 def indexed_files(server: "AssistantServer") -> list[dict[str, str]]:
@@ -62,7 +62,7 @@ def article(server: "AssistantServer", name: str) -> dict[str, Any]:
         raise Reject(404, f"{name}: not a file of the index (see GET /v1/files)")
     metadata = read_metadata(root)
     try:
-        doc = load_document(path, name, server.settings.max_file_bytes, metadata.get(name))
+        doc = load_document(path, name, server.settings.index.max_file_bytes, metadata.get(name))
     except SkipFile as exc:
         raise Reject(404 if not path.exists() else 422, f"{name}: {exc}") from None
     except FileNotFoundError:

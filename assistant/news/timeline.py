@@ -242,7 +242,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
         raise InputError("the topic is empty: name a story, e.g. `assistant timeline \"seafood import ban\"`")
     Filters(date_from=since, date_to=until)  # the same date checks as --since/--until elsewhere
     settings = retriever.settings
-    passages: list[Passage] = retriever.search(topic, k=settings.timeline_chunks)
+    passages: list[Passage] = retriever.search(topic, k=settings.timeline.chunks)
     undated = [p.file for p in passages if not p.date]
     articles = retriever.articles(undated) if undated else {}
     years = {f: infer_year([s.text for s in a.sentences()]) for f, a in articles.items()}
@@ -267,7 +267,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
             choice = llm.choose([{"role": "user", "content": render(
                 "timeline_event", topic=topic, article_date=note, sentence=" ".join(sentence.split()))}], OPTIONS)
             p_topic = 1.0 - choice.probs.get("NO", 0.0)
-            if choice.option == "NO" or p_topic < settings.timeline_topic_min:  # P(about the topic) = 1 - P(NO)
+            if choice.option == "NO" or p_topic < settings.timeline.topic_min:  # P(about the topic) = 1 - P(NO)
                 continue
             planned = choice.option == "PLANNED"
             placed, used = next(((r, e) for e in dates if (r := resolve_date(e.text, base, planned))), (None, None))

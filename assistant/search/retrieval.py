@@ -91,10 +91,12 @@ class Retriever:
     Nothing here reads every chunk: the manifest says which file versions are live, the keyword
     index is memory-mapped from disk, and only the passages returned are fetched from the store."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, embedder: Any = None) -> None:
+        """A retriever over the index these settings locate; queries are embedded with the embedder
+        the settings name, or the one handed in (it must be the one the index was built with)."""
         self.settings = settings
         self.loc: IndexLocation = locate(settings)
-        self._embedder: Any = None
+        self._embedder: Any = embedder
         self._state: _State | None = None
         self._lock = threading.Lock()
         self._articles: dict[tuple[str, str | None], Any] = {}
@@ -168,7 +170,7 @@ class Retriever:
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Passage]:
         """Top-k passages by reciprocal-rank fusion of dense and BM25 rankings."""
 
-        k = k or self.settings.top_k
+        k = k or self.settings.retrieval.top_k
         filters = filters or Filters()
         state = self._current()
         if not state.chunks:
@@ -185,18 +187,18 @@ class Retriever:
         keyword_ids: list[str] = []
         if state.keyword is not None:
             live = state.keyword.live_mask(state.valid, state.version)
-            hits = state.keyword.search(query, self.settings.bm25_k, live, files=filters.files,
+            hits = state.keyword.search(query, self.settings.retrieval.bm25_k, live, files=filters.files,
                                         epoch_from=date_to_epoch(filters.date_from) if filters.date_from else 0,
                                         epoch_to=_period_end(filters.date_to) if filters.date_to else 0)
             keyword_ids = [cid for cid, _ in hits]
         fused: dict[str, float] = {}
         for ranking in (dense, keyword_ids):
             for rank, cid in enumerate(ranking):
-                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (self.settings.retrieval.rrf_k + rank + 1)
         # Every fused candidate (at most dense_k + bm25_k) is kept, so that after copies give up
         # their slots there are still k passages to return.
         best = sorted(fused, key=lambda cid: (-fused[cid], cid))
-        if not (self.settings.group_copies and state.group_of):
+        if not (self.settings.retrieval.group_copies and state.group_of):
             best = best[: k * 2]
         missing = [cid for cid in best if cid not in found]
         if missing:
@@ -217,7 +219,7 @@ class Retriever:
             if rep is not None:
                 p = replace(p, copies=tuple(f for f in state.groups[rep] if f != p.file))
             twin = next((n for n, (q, seen) in enumerate(zip(kept, terms)) if rep is not None
-                         and self.settings.group_copies and state.group_of.get(q.file) == rep
+                         and self.settings.retrieval.group_copies and state.group_of.get(q.file) == rep
                          and q.file != p.file and jaccard(mine, seen) >= 0.5), None)
             if twin is None:
                 kept.append(p)
@@ -243,9 +245,9 @@ class Retriever:
 
         from ..indexing.store import SPARSE_KEY
 
-        rank = Rrf([Knn(query=self.embed_query(query), return_rank=True, limit=self.settings.dense_k * 2),
-                    Knn(query=query, key=SPARSE_KEY, return_rank=True, limit=self.settings.bm25_k * 2)],
-                   k=self.settings.rrf_k)
+        rank = Rrf([Knn(query=self.embed_query(query), return_rank=True, limit=self.settings.retrieval.dense_k * 2),
+                    Knn(query=query, key=SPARSE_KEY, return_rank=True, limit=self.settings.retrieval.bm25_k * 2)],
+                   k=self.settings.retrieval.rrf_k)
         plan = Search().rank(rank).limit(k * 2).select(K.DOCUMENT, K.METADATA, K.SCORE)
         where = filters.where()
         if where:
@@ -263,14 +265,14 @@ class Retriever:
         vector = self.embed_query(query)
         collection = open_collection(self.loc, create=False)
         try:
-            result = collection.query(query_embeddings=[vector], n_results=self.settings.dense_k * 2,
+            result = collection.query(query_embeddings=[vector], n_results=self.settings.retrieval.dense_k * 2,
                                       where=filters.where(), include=["metadatas", "documents"])
         except Exception as exc:
             raise store_error(exc, self.loc) from None
         ranked: list[str] = []
         found: dict[str, tuple[str, dict[str, Any]]] = {}
         for cid, doc, meta in zip(result["ids"][0], result["documents"][0], result["metadatas"][0]):
-            if valid.get(meta.get("file")) == meta.get("file_hash") and len(ranked) < self.settings.dense_k:
+            if valid.get(meta.get("file")) == meta.get("file_hash") and len(ranked) < self.settings.retrieval.dense_k:
                 ranked.append(cid)
                 found[cid] = (doc, meta)
         return ranked, found
@@ -333,9 +335,7 @@ class Retriever:
 
 def get_retriever(settings: Settings) -> Retriever:
     """One retriever per index configuration in this process."""
-    key = (settings.index_dir, settings.chroma_url, settings.collection, settings.embedder,
-           settings.chunk_size, settings.chunk_overlap, settings.dense_k, settings.bm25_k, settings.rrf_k,
-           settings.group_copies)
+    key = (settings.index, settings.retrieval)  # the groups a retriever reads
     return CACHE.get("retriever", key, lambda: Retriever(settings))
 
 

@@ -70,7 +70,7 @@ class Judge:
 
     def on(self, name: str) -> bool:
         """Is this check switched on?"""
-        return name not in self.settings.checks_off
+        return name not in self.settings.checks.checks_off
 
     def stops(self, judged: Judged) -> bool:
         """Decline now, without running what is left? (Never in a traced run.)"""
@@ -89,9 +89,9 @@ class Judge:
         if self.on(Check.ENTITIES):
             judged.verdicts.append(entities_found(q, searched))  # type: ignore[arg-type]
         if self.on(Check.ANSWERABLE) and (judged.first_failure() is None or self.trace):
-            verdict, judged.gate = answerable(self.llm, messages, sources, self.settings.gate_none_max)
+            verdict, judged.gate = answerable(self.llm, messages, sources, self.settings.checks.gate_none_max)
             judged.verdicts.append(verdict)
-            judged.disagreement = disagreement(q, sources, judged.gate, self.settings.conflict_min_p)
+            judged.disagreement = disagreement(q, sources, judged.gate, self.settings.checks.conflict_min_p)
         return judged
 
     # -- after generation -------------------------------------------------------------
@@ -105,7 +105,7 @@ class Judge:
         """Labels to add to a draft sentence that cites no source, or one that does not carry it."""
         if not self.on(Check.CITE):
             return []
-        added = labels_for(q, sentence, labels, sources, self.ner, self.settings.cite_overlap_min)
+        added = labels_for(q, sentence, labels, sources, self.ner, self.settings.checks.cite_overlap_min)
         if added:
             judged.verdicts.append(Verdict(Check.CITE, True, None, f"{', '.join(added)} carries it, added to "
                                            f"{'its labels' if labels else 'a sentence with no label'}",
@@ -123,14 +123,14 @@ class Judge:
             refuse = not verdict.passed
         # A made-up figure needs no model call, except in a traced run (every check on every sentence).
         if self.on(Check.SUPPORTED) and (not refuse or self.trace):
-            verdict = supported(self.llm, messages, raw, sentence, labels, self.settings.support_min)
+            verdict = supported(self.llm, messages, raw, sentence, labels, self.settings.checks.support_min)
             judged.verdicts.append(verdict)
             refuse = refuse or not verdict.passed
         return not refuse
 
     def states(self, messages: list[Message], sentence: str, plain: str, label: str) -> bool:
         """Does the source behind `label` state this sentence (the support check alone)?"""
-        return supported(self.llm, messages, sentence, plain, [label], self.settings.support_min).passed
+        return supported(self.llm, messages, sentence, plain, [label], self.settings.checks.support_min).passed
 
     def after(self, q: Question, claims: Claims, draft: str, messages: list[Message],
               sources: Sequence[Source], judged: Judged) -> None:
@@ -148,7 +148,7 @@ class Judge:
         kept = " ".join(claims.kept)
         if self.on(Check.ADDRESSES):
             judged.verdicts.append(addresses(q, kept))
-        if self.settings.pick_check and self.on(Check.PICKED) and (judged.first_failure() is None or self.trace):
-            choice = pick(self.llm, messages, q, sources, self.settings.pick_max_options)
-            judged.verdicts.append(picked(q, kept, choice, self.settings.pick_none_max))
+        if self.settings.checks.pick_check and self.on(Check.PICKED) and (judged.first_failure() is None or self.trace):
+            choice = pick(self.llm, messages, q, sources, self.settings.checks.pick_max_options)
+            judged.verdicts.append(picked(q, kept, choice, self.settings.checks.pick_none_max))
 
