@@ -116,6 +116,16 @@ def test_a_line_holding_only_labels_does_not_break_resolution(reply: str) -> Non
         assert out.text.endswith("[S1].")
 
 
+def test_a_last_sentence_cut_off_by_the_token_limit_is_dropped() -> None:
+    src = april_2_source("S1")
+    out = resolve(f"{APRIL_2} [S1]. Hayashi and Qin Ga", [src])
+    assert out.text == f"{APRIL_2} [S1]." and out.cited_sentences == [f"{APRIL_2} [S1]."] and not out.uncited
+    # A finished last sentence without a label stays (for the cite check), and so does a lone
+    # unpunctuated answer: only a fragment after complete sentences is taken as cut off.
+    assert resolve(f"{APRIL_2} [S1]. Hayashi met Qin Gang.", [src]).text.endswith("Hayashi met Qin Gang.")
+    assert resolve("Hayashi met Qin Gang on April 2", [src]).text.startswith("Hayashi met Qin Gang on April 2")
+
+
 def test_uncited_sentence_no_source_carries_gets_no_citation() -> None:
     sources = [nato_source("S1"), april_2_source("S2")]
     invented = "The two ministers also signed a free trade agreement in Paris."

@@ -83,6 +83,12 @@ def _move_lead_in(sentence: str) -> str:
     return rest[:1].upper() + rest[1:] + " " + labels
 
 
+def _unfinished(sentence: str) -> bool:
+    """A last sentence cut off by the answer's token limit: no closing punctuation and no label
+    ("... went for £10,000 [S1]. The Jimi Hend")."""
+    return not LABEL.search(sentence) and not sentence.rstrip().endswith((".", "!", "?", '"', "”", "'", ")"))
+
+
 def resolve(answer: str, sources: list[Source], cite: CiteFn | None = None) -> Resolution:
     """Resolve labels to citations (file, offsets, the best-matching quote) and drop unknown labels.
     `cite` may add labels to a sentence (a citation it adds is marked `inferred`); a sentence left
@@ -92,7 +98,10 @@ def resolve(answer: str, sources: list[Source], cite: CiteFn | None = None) -> R
     out = Resolution(text="")
     seen: set[tuple[str, int, int, str]] = set()
     sentences_out: list[str] = []
-    for sentence in answer_sentences(answer):
+    sentences = answer_sentences(answer)
+    for i, sentence in enumerate(sentences):
+        if i and i == len(sentences) - 1 and _unfinished(sentence):
+            continue  # the draft ran out of tokens mid-sentence: not a claim
         sentence = _move_lead_in(sentence)
         known = [lab for lab in dict.fromkeys(f"S{n}" for n in LABEL.findall(sentence)) if lab in by_label]
         plain = strip_labels(sentence).strip()
