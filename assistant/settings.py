@@ -191,6 +191,7 @@ GROUPS: dict[str, type] = {"index": IndexSettings, "model": ModelSettings, "answ
 # key names it in `from_env`, `with_`, run folders and, in capitals after ASSISTANT_, the environment.
 KEYS: dict[str, tuple[str, str]] = {cls.PREFIX + f.name: (group, f.name)
                                     for group, cls in GROUPS.items() for f in fields(cls)}
+_TYPES: dict[str, Any] = {cls.PREFIX + f.name: f.type for cls in GROUPS.values() for f in fields(cls)}
 # Environment variables other than ASSISTANT_<KEY>: shorter or conventional names users already set.
 _ENV_NAMES = {"corpus_dir": "ASSISTANT_CORPUS", "n_threads": "ASSISTANT_THREADS", "n_ctx": "ASSISTANT_CTX",
               "openai_api_key": "OPENAI_API_KEY"}
@@ -233,8 +234,7 @@ class Settings:
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
-            group, name = KEYS[key]
-            values[key] = _coerce(key, var, raw, {f.name: f.type for f in fields(GROUPS[group])}[name])
+            values[key] = _coerce(key, var, raw, _TYPES[key])
         if not values.get("openai_base_url") and env.get("OPENAI_BASE_URL"):
             values["openai_base_url"] = env["OPENAI_BASE_URL"]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -122,7 +122,7 @@ class Assistant:
         e = self.settings.evidence
         return evidence.Budget(tokens=e.tokens, after=e.after_explain if explain else e.after, before=e.before,
                                max_files=e.files, new_file_bonus=e.new_file_bonus,
-                               after_max_tokens=e.after_max_tokens or None)
+                               after_max_tokens=e.after_max_tokens)
 
     def rank_sentences(self, q: Question, passages: list[Passage]) -> list[evidence.Scored]:
         """The sentences of the retrieved chunks, scored for this question, best first."""

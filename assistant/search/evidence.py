@@ -156,7 +156,7 @@ class Budget:
     new_file_bonus: float = 0.0  # logit added to the best sentence of each file after the first
     # A following sentence comes with its pick only when the two fit in this many tokens: long
     # sentences (the sample's run to ~40 tokens each, BBC's ~25) would double a pick's cost.
-    after_max_tokens: int | None = None
+    after_max_tokens: int = 0  # 0: no cap
 
 
 def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budget) -> list[list[Sentence]]:
@@ -184,8 +184,8 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
         sentences = by_file.get(s.file, [])
         have = chosen.setdefault(s.file, set())
         # A pick already in as another pick's context still brings its own context after it.
-        wanted = [s.position] + [s.position + d for d in range(1, budget.after + 1)
-                                 if _fits_after(s, sentences, s.position + d, budget.after_max_tokens)]
+        followers = range(s.position + 1, min(s.position + budget.after + 1, len(sentences)))
+        wanted = [s.position] + [p for p in followers if _pair_fits(s, sentences[p], budget.after_max_tokens)]
         wanted = [p for p in wanted if 0 <= p < len(sentences) and p not in have and _usable(sentences[p])]
         if not wanted:
             continue
@@ -229,11 +229,9 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
     return [run for _, run in runs]
 
 
-def _fits_after(pick: Sentence, sentences: Sequence[Sentence], p: int, cap: int | None) -> bool:
-    """May the sentence at position p come as context after this pick (within the pair's cap)?"""
-    if cap is None or p >= len(sentences):
-        return True  # out of range is filtered by the caller
-    return tokens_of(pick.text) + tokens_of(sentences[p].text) <= cap
+def _pair_fits(pick: Sentence, follower: Sentence, cap: int) -> bool:
+    """May `follower` come as context after this pick: no cap, or the two fit in it?"""
+    return not cap or tokens_of(pick.text) + tokens_of(follower.text) <= cap
 
 
 def _best(run: list[Sentence], rank: dict[tuple[str, int], int]) -> int:
