@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -45,6 +46,22 @@ class IndexSettings:
     chunk_overlap: int = 150
     max_file_bytes: int = 5_000_000
     embed_batch_size: int = 64
+    # Cleaning (assistant/reading/cleaning.py), set by hand when cleaning was written (d74df29), not fitted: a
+    # line of at least clean_prose_min_chars characters is article prose (it ends a promotional block,
+    # and a promotional phrase inside it is kept), and a line naming clean_ui_min_hits or more share
+    # buttons and icons ("Facebook", "Twitter", "Print") is page furniture unless it reads as a sentence.
+    clean_prose_min_chars: int = 200
+    clean_ui_min_hits: int = 3
+    # Copies (assistant/indexing/copies.py): MinHash signatures of copies_num_perm values, cut into
+    # copies_bands bands (21 bands of 3 rows: a pair at Jaccard 0.5 is a candidate with
+    # p = 1 - (1 - 0.5^3)^21 = 0.94, at 0.7 p > 0.999); a candidate pair whose estimated Jaccard of
+    # 3-shingles reaches copies_threshold is one article (benchmarks/COPIES.md has the BBC measurement:
+    # 0.5 keeps all 98 byte-identical groups whole and 126 of 129 same-title groups).
+    # The cleaning and copies settings change what an index holds, so a value other than its default
+    # is part of the index fingerprint (assistant/indexing/store.py).
+    copies_num_perm: int = 64
+    copies_bands: int = 21
+    copies_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,9 @@ class ModelSettings:
     n_ctx: int = 4096
     # llama.cpp n-gram speculative decoding for the local model (benchmarks/RESULTS.md, "Speculative").
     speculative: bool = False
+    # Log-probabilities asked for the first token of a choice (the checks' P(NONE), P(yes)); an option
+    # whose first token is not among them gets no probability. 20 is the most the OpenAI API returns.
+    top_logprobs: int = 20
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,8 @@ class AnswerSettings:
     # history_turn_chars characters.
     history_turns: int = 4
     history_turn_chars: int = 400
+    # Tokens for the rewritten follow-up (one question; a longer reply is an answer, not a rewrite).
+    rewrite_max_tokens: int = 60
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,10 @@ class RetrievalSettings:
     # ranker's logit scale), and a note says so when the newest article is older than stale_days.
     recency_weight: float = 1.0
     stale_days: int = 120
+    # A passage of a copy group whose content words share at least this Jaccard with a better-ranked
+    # passage of the same group is the same text, and gives up its slot (set by hand, as the copies
+    # threshold, copies_threshold; not fitted).
+    copy_same_text_min: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,18 @@ class EvidenceSettings:
     new_file_bonus: float = 1.0
     before: int = 0
     files: int = 4
+    # A candidate sentence has at least this many content words: shorter is a fragment (a stray code
+    # or byline left by a planted line), not evidence. Set by hand (cf827f7), not fitted.
+    sentence_min_terms: int = 3
+    # The sentence score's feature weights: a logistic regression fitted on BBC dev (3,900 candidates,
+    # 140 gold; `python -m assistant.evaluate.evidence --fit`, evals/README.md "Evidence"). In the
+    # environment: a JSON object, e.g. ASSISTANT_EVIDENCE_WEIGHTS='{"dense": 3.0, "bias": -7}' (a
+    # feature left out weighs 0).
+    weights: tuple[tuple[str, float], ...] = (
+        ("dense", 2.946), ("coverage", 2.746), ("chunk_rank", 1.868), ("file_rank", 1.04), ("in_chunk", -0.01),
+        ("neighbour", 0.336), ("lead", -1.108), ("bias", -6.905))
+    # Characters per prompt token, for the budget (Qwen's tokenizer on English news: about 4).
+    chars_per_token: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +188,15 @@ class CheckSettings:
     # The cite check: the sources it gives an unlabelled sentence hold at least this share of its content
     # words (the level the lexical citation judge was calibrated at on hand labels; evals/README.md).
     cite_overlap_min: float = 0.5
+    # A reply of labels only is answered with the sentence of its sources that best matches the question;
+    # one holding the kind of entity asked for (a name for who) gains this on the lexical match (a share
+    # of the question's content words, 0 to 1), so it wins unless another matches much better (set by
+    # hand, not fitted).
+    quote_wants_bonus: float = 0.5
+    # For a question about now, an older article the gate found answer-bearing is quoted beside the
+    # answer unless its content words share at least this Jaccard with the cited text (it says the
+    # same). Set by hand, as the other same-text tests (copy_same_text_min, timeline_same_event_min).
+    as_of_same_min: float = 0.5
     # Named entities from spaCy (question names, answer types); off leaves those checks without names.
     ner: bool = True
     # Checks switched off, for ablations (the names in assistant.types.CHECKS).
@@ -163,6 +210,9 @@ class TimelineSettings:
     PREFIX: ClassVar[str] = "timeline_"
     chunks: int = 16
     topic_min: float = 0.5
+    # Two events on the same date, precision and status whose content words share at least this
+    # Jaccard are one event (set by hand, not fitted; events citing the same file merge regardless).
+    same_event_min: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -270,6 +320,10 @@ class Settings:
         for name in ("gate_none_max", "support_min", "conflict_min_p", "pick_none_max"):
             if not 0.0 <= getattr(checks, name) <= 1.0:
                 raise ConfigError(f"{name} is a probability: give a value from 0 to 1 (ASSISTANT_{name.upper()})")
+        if not 1 <= index.copies_bands <= index.copies_num_perm:
+            raise ConfigError("copies_bands must be from 1 to copies_num_perm (ASSISTANT_COPIES_BANDS)")
+        if self.evidence.chars_per_token <= 0:
+            raise ConfigError("evidence_chars_per_token must be above 0 (ASSISTANT_EVIDENCE_CHARS_PER_TOKEN)")
         if self.retrieval.top_k < 1:
             raise ConfigError("top_k must be at least 1 (ASSISTANT_TOP_K)")
         for spec, var in ((index.embedder, "ASSISTANT_EMBEDDER"), (self.model.llm, "ASSISTANT_LLM")):
@@ -295,6 +349,12 @@ def _coerce(name: str, var: str, raw: str, typ: Any) -> Any:
         raise ConfigError(f"{var}={raw!r} is not a valid boolean for setting '{name}': use 1/0, true/false")
     if kind.startswith("frozenset"):
         return frozenset(part.strip() for part in raw.split(",") if part.strip())
+    if kind.startswith("tuple"):  # named weights, as a JSON object
+        try:
+            pairs = json.loads(raw)
+            return tuple((str(k), float(v)) for k, v in pairs.items())
+        except (ValueError, AttributeError, TypeError):
+            raise ConfigError(f"{var}={raw!r} is not a JSON object of numbers for setting '{name}'") from None
     try:
         if kind == "int":
             return int(raw)

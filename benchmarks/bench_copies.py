@@ -19,19 +19,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from assistant.indexing import copies  # noqa: E402
+from assistant.settings import Settings  # noqa: E402
 from assistant.text_utils import content_terms  # noqa: E402
 
 BBC = REPO.parent / "shared" / "corpora" / "bbc"
 
 
 def main() -> None:
+    index = Settings().index
     files = sorted(BBC.rglob("*.txt"))
     raw = [f.read_bytes() for f in files]
     texts = [b.decode("utf-8", "replace") for b in raw]
     vocab: dict[str, int] = {}
     t = time.perf_counter()
     tokens = [[vocab.setdefault(w, len(vocab)) for w in content_terms(text)] for text in texts]
-    sigs = np.stack([copies.signature(tok) for tok in tokens])
+    sigs = np.stack([copies.signature(tok, index.copies_num_perm) for tok in tokens])
     sig_s = time.perf_counter() - t
     by_bytes = collections.defaultdict(list)
     by_title = collections.defaultdict(list)
@@ -44,13 +46,13 @@ def main() -> None:
     print(f"`benchmarks/bench_copies.py`, {time.strftime('%Y-%m-%d')}: {len(files)} files; "
           f"{len(byte_groups)} groups of byte-identical files ({sum(map(len, byte_groups))} files); "
           f"{len(title_groups)} titles on more than one file ({sum(map(len, title_groups))} files). "
-          f"MinHash signatures ({copies.NUM_PERM} permutations, word 3-shingles of stemmed content words) "
+          f"MinHash signatures ({index.copies_num_perm} permutations, word 3-shingles of stemmed content words) "
           f"took {sig_s:.1f} s for all files, including tokenising.\n")
     print("| Jaccard threshold | groups | files in groups | byte-identical groups kept whole | same-title groups kept whole | groups whose files carry more than one title | grouping time |")
     print("|---|---|---|---|---|---|---|")
     for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         t = time.perf_counter()
-        g = copies.groups(sigs, threshold)
+        g = copies.groups(sigs, index.copies_bands, threshold)
         took = time.perf_counter() - t
         members = collections.defaultdict(list)
         for n, x in enumerate(g):
@@ -59,7 +61,7 @@ def main() -> None:
         whole_bytes = sum(1 for bg in byte_groups if len({g[n] for n in bg}) == 1)
         whole_titles = sum(1 for tg in title_groups if len({g[n] for n in tg}) == 1)
         mixed = sum(1 for m in multi if len({texts[n].splitlines()[0].strip() for n in m}) > 1)
-        mark = " (shipped)" if threshold == copies.THRESHOLD else ""
+        mark = " (shipped)" if threshold == index.copies_threshold else ""
         print(f"| {threshold}{mark} | {len(multi)} | {sum(map(len, multi))} | {whole_bytes} of {len(byte_groups)} | "
               f"{whole_titles} of {len(title_groups)} | {mixed} | {took * 1000:.0f} ms |")
 

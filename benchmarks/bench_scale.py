@@ -180,7 +180,7 @@ def synthetic_run(chunks: int, work: Path, reuse: bool = False) -> dict:
                                           "files": files, "version": manifest_version(files)})
     t = time.perf_counter()
     shutil.rmtree(keyword_root(loc.root), ignore_errors=True)
-    ensure_keyword_index(loc, files, collection)
+    ensure_keyword_index(loc, files, settings, collection)
     keyword_s = time.perf_counter() - t
     result = {"mode": "synthetic", "chunks": chunks, "chroma_write_s": store_s, "reused_chunks": resume_at,
               "keyword_rebuild_from_store_s": keyword_s}

@@ -618,3 +618,63 @@ def test_every_setting_is_read_from_its_derived_environment_variable() -> None:
                                    "ASSISTANT_SUPPORT_MIN": "0.6", "ASSISTANT_CHECKS_OFF": "picked,numbers"})
     assert (s.evidence.tokens, s.checks.pick_check, s.checks.support_min) == (450, True, 0.6)
     assert s.checks.checks_off == frozenset({"picked", "numbers"})
+
+
+# --- evidence settings reach the ranking and the budget ---------------------------------------------------
+
+def test_the_evidence_weights_setting_decides_which_sentences_rank_first(settings: Settings) -> None:
+    question = Assistant(settings).understand(MINISTERS_Q)
+    passages = Assistant(settings).retriever.search(question.text, k=8)
+    # Weigh only "lead" (a sentence among the first two of its article): the leads rank first.
+    lead_only = settings.with_(evidence_weights=(("lead", 5.0),))
+    ranked = Assistant(lead_only).rank_sentences(question, passages)
+    assert ranked[0].features["lead"] == 1.0
+    leads = sum(1 for i in ranked if i.features["lead"] == 1.0)
+    assert all(i.features["lead"] == 1.0 for i in ranked[:leads])
+    # The shipped weights order them otherwise.
+    shipped = Assistant(settings).rank_sentences(question, passages)
+    assert [i.sentence for i in shipped[:leads]] != [i.sentence for i in ranked[:leads]]
+
+
+def test_the_chars_per_token_setting_prices_the_evidence_budget(settings: Settings) -> None:
+    question = Assistant(settings).understand(MINISTERS_Q)
+    default = Assistant(settings).gather(MINISTERS_Q)
+    # At twice the characters per token every sentence costs half, so more fit in the same budget.
+    cheap = settings.with_(evidence_chars_per_token=8.0)
+    assert Assistant(cheap).budget(question).chars_per_token == 8.0
+    more = Assistant(cheap).gather(MINISTERS_Q)
+    assert sum(len(s.text) for s in more.sources) > sum(len(s.text) for s in default.sources)
+
+
+def test_the_evidence_weights_are_read_from_a_json_object_in_the_environment() -> None:
+    s = Settings.from_env({"ASSISTANT_EVIDENCE_WEIGHTS": '{"dense": 3, "bias": -7}'})
+    assert dict(s.evidence.weights) == {"dense": 3.0, "bias": -7.0}
+    with pytest.raises(ConfigError, match="ASSISTANT_EVIDENCE_WEIGHTS"):
+        Settings.from_env({"ASSISTANT_EVIDENCE_WEIGHTS": "dense=3"})
+    with pytest.raises(ConfigError, match="CHARS_PER_TOKEN"):
+        Settings.from_env({"ASSISTANT_EVIDENCE_CHARS_PER_TOKEN": "0"})
+
+
+def test_the_notes_settings_reach_the_quote_and_the_composed_answer(settings: Settings,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import assistant.answering.ask as ask_module
+
+    seen: dict[str, float] = {}
+    real_quote, real_compose = ask_module.quote_if_only_labels, ask_module.compose
+
+    def quote(q, text, sources, wants_bonus):  # type: ignore[no-untyped-def]
+        seen["quote_wants_bonus"] = wants_bonus
+        return real_quote(q, text, sources, wants_bonus)
+
+    def compose(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen["as_of_same_min"] = args[-1]
+        return real_compose(*args, **kwargs)
+
+    monkeypatch.setattr(ask_module, "quote_if_only_labels", quote)
+    monkeypatch.setattr(ask_module, "compose", compose)
+    s, model = queue_model(settings.with_(quote_wants_bonus=0.125, as_of_same_min=0.875))
+    model.rule = lambda messages, options: "yes" if "yes" in options else next(o for o in options if o != "NONE")
+    model.enqueue("[S1]")  # a reply of labels only: answered with S1's best sentence
+    answer = Assistant(s).ask(ASTELLAS_Q)
+    assert seen == {"quote_wants_bonus": 0.125, "as_of_same_min": 0.875}
+    assert not answer.declined and answer.citations

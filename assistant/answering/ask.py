@@ -122,7 +122,7 @@ class Assistant:
         e = self.settings.evidence
         return evidence.Budget(tokens=e.tokens, after=e.after_explain if explain else e.after, before=e.before,
                                max_files=e.files, new_file_bonus=e.new_file_bonus,
-                               after_max_tokens=e.after_max_tokens)
+                               after_max_tokens=e.after_max_tokens, chars_per_token=e.chars_per_token)
 
     def rank_sentences(self, q: Question, passages: list[Passage]) -> list[evidence.Scored]:
         """The sentences of the retrieved chunks, scored for this question, best first."""
@@ -137,18 +137,19 @@ class Assistant:
                     chunk_rank.setdefault((sent.file, sent.position), n)
         # Every sentence of the best files is a candidate (the answer is often a sentence or two past
         # the chunk that matched), and every sentence of the other retrieved chunks; a fragment of
-        # fewer than three content words (a stray code or byline left by a planted line) is not.
+        # few content words (a stray code or byline left by a planted line) is not.
         whole = set(list(file_rank)[:self.settings.retrieval.candidate_files])
         candidates = [sent for f in file_rank if f in articles for sent in articles[f].sentences()
                       if (f in whole or (sent.file, sent.position) in chunk_rank)
-                      and len(content_terms(sent.text)) >= 3 and not addresses_the_assistant(sent.text)]
+                      and len(content_terms(sent.text)) >= self.settings.evidence.sentence_min_terms
+                      and not addresses_the_assistant(sent.text)]
         if not candidates:
             return []
         q_vec = retriever.embed_query(q.text)
         vectors = retriever.embed_texts([c.text for c in candidates])
         sims = [sum(a * b for a, b in zip(q_vec, v)) for v in vectors]
         items = evidence.features(candidates, sims, retriever.idf(set(content_terms(q.text))), chunk_rank, file_rank)
-        ranked = evidence.score(items)
+        ranked = evidence.score(items, dict(self.settings.evidence.weights))
         if q.current:
             epochs = [date_to_epoch(articles[i.sentence.file].date) for i in ranked]
             dated = [e for e in epochs if e]
@@ -310,7 +311,8 @@ class Assistant:
         if not text or text.startswith(SENTINEL) or text.replace(SENTINEL, "").strip(" .") == "":
             judge.model_declined(judged)
             return self._declined(question, evidence, judged, timings, t0)
-        text = quote_if_only_labels(q, text.replace(SENTINEL, "").strip(), evidence.sources)
+        text = quote_if_only_labels(q, text.replace(SENTINEL, "").strip(), evidence.sources,
+                                    self.settings.checks.quote_wants_bonus)
         resolution = resolve(text, evidence.sources,
                              cite=lambda sentence, labels: judge.cite(q, sentence, labels, evidence.sources, judged))
         t2 = time.perf_counter()
@@ -331,7 +333,7 @@ class Assistant:
         composed = compose(q, claims.kept, resolution.citations, evidence.sources,
                            {p.file: p.copies for p in evidence.searched if p.copies}, judged.disagreement,
                            judged.gate, lambda sentence, label: judge.states(messages, sentence, _plain(sentence), label),
-                           self.settings.checks.conflict_min_p, self.staleness_notes)
+                           self.settings.checks.conflict_min_p, self.staleness_notes, self.settings.checks.as_of_same_min)
         judged.notes.extend(composed.notes)
         timings["total_s"] = time.perf_counter() - t0
         cited_files = {c.file for c in composed.citations}

@@ -52,7 +52,8 @@ class ChatSession:
         if not self.needs_rewrite(question):
             return question
         llm = self.assistant.llm
-        reply = llm.complete(self.rewrite_messages(question), max_tokens=60, temperature=0.0).text
+        max_tokens = self.assistant.settings.answer.rewrite_max_tokens
+        reply = llm.complete(self.rewrite_messages(question), max_tokens=max_tokens, temperature=0.0).text
         rewritten = reply.strip().splitlines()[0].strip().strip('"') if reply.strip() else ""
         # Guard against a model that answers instead of rewriting, or returns nothing useful: then
         # the pronouns are resolved against the last turn by NER, and the question still reads as one.

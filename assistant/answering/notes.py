@@ -15,14 +15,17 @@ from .citations import lexical_support, normalize_labels
 from ..labels import Source
 from ..dates import date_to_epoch, date_words
 from ..labels import blank_labels, labels_in, number, strip_labels
+from ..settings import CheckSettings
 from ..sentences import split_sentences
 from ..text_utils import content_terms, jaccard
 from ..types import Choice, Citation
 
 
-def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -> str:
+def quote_if_only_labels(question: Question, text: str, sources: list[Source],
+                         wants_bonus: float = CheckSettings.quote_wants_bonus) -> str:
     """A reply that is only labels ("[Source: S1]") points at a source without saying anything:
-    answer with the sentence of those sources that best matches the question, quoted verbatim."""
+    answer with the sentence of those sources that best matches the question, quoted verbatim
+    (`wants_bonus`: the setting `quote_wants_bonus`)."""
     text = normalize_labels(text)
     if re.search(r"[A-Za-z0-9]", strip_labels(text)):
         return text
@@ -33,7 +36,7 @@ def quote_if_only_labels(question: Question, text: str, sources: list[Source]) -
         for span in split_sentences(src.text):
             quote = src.text[span.start:span.end]
             # A sentence holding the kind of entity asked for (a name for who, a date for when) is the answer.
-            bonus = 0.5 if question.wants and checks.addresses(question, quote).passed else 0.0
+            bonus = wants_bonus if question.wants and checks.addresses(question, quote).passed else 0.0
             scored.append((lexical_support(question.text, quote) + bonus, -n, -span.start, quote, src.label))
     if not scored:
         return ""
@@ -111,9 +114,10 @@ def reconcile(found: checks.Disagreement, sentences: list[str], sources: list[So
 
 
 def as_of(answer: str, citations: list[Citation], sources: list[Source], gate: Choice | None,
-          min_p: float) -> tuple[str, list[tuple[str, Citation]]]:
+          min_p: float, same_min: float = CheckSettings.as_of_same_min) -> tuple[str, list[tuple[str, Citation]]]:
     """For a question about now: open with the date the answer is true as of (its newest cited
-    article), and quote what an older article the gate also found answer-bearing said instead."""
+    article), and quote what an older article the gate also found answer-bearing said instead
+    (unless its content words share `same_min` Jaccard with the cited text: the setting `as_of_same_min`)."""
     dates = {s.label: s.date for s in sources}
     cited = [c for c in citations if f"[{c.label}]" in answer and dates.get(c.label)]
     if not cited:
@@ -130,7 +134,7 @@ def as_of(answer: str, citations: list[Citation], sources: list[Source], gate: C
         if probs.get(number(s.label), 0.0) < min_p:
             continue
         mine = set(content_terms(s.text))
-        if jaccard(mine, cited_terms) >= 0.5:
+        if jaccard(mine, cited_terms) >= same_min:
             continue  # the older article says the same
         quote = s.text
         citation = Citation(label=s.label, file=s.file, start=s.start, end=s.end, quote=quote)
@@ -161,7 +165,7 @@ class Composed:
 def compose(q: Question, kept: list[str], citations: list[Citation], sources: list[Source],
             copies_of: dict[str, tuple[str, ...]], found: checks.Disagreement | None, gate: Choice | None,
             states: Callable[[str, str], bool], conflict_min_p: float,
-            staleness: Callable[[], list[str]]) -> Composed:
+            staleness: Callable[[], list[str]], as_of_same_min: float = CheckSettings.as_of_same_min) -> Composed:
     """Join the kept sentences and add what is said beside them: the other values sources give
     (`reconcile`), for a when-question the sources that carry no date, for a question about now
     the date it is true as of and how stale the folder is, and a note when copies of one article
@@ -175,7 +179,7 @@ def compose(q: Question, kept: list[str], citations: list[Citation], sources: li
     if q.kind == "when":
         notes.extend(undated_notes(text, sources))
     if q.current:
-        text, earlier = as_of(text, citations, sources, gate, conflict_min_p)
+        text, earlier = as_of(text, citations, sources, gate, conflict_min_p, as_of_same_min)
         if earlier:
             text += " " + " ".join(sentence for sentence, _ in earlier)
         added.extend(earlier)

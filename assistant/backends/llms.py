@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEED = 42
-TOP_LOGPROBS = 20
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -64,7 +63,7 @@ class LocalChatModel:
         """Reply with one option under a grammar; probabilities from the unconstrained first token."""
         server = self._ensure_loaded()
         request = self._request(messages, max(4, max(len(o) for o in options)), 0.0, None)
-        request.update(grammar=grammar(options), logprobs=True, top_logprobs=TOP_LOGPROBS)
+        request.update(grammar=grammar(options), logprobs=True, top_logprobs=self.settings.model.top_logprobs)
         result = server.handle_chat_completions(request)
         self._raise_for_error(result)
         choice = result["choices"][0]

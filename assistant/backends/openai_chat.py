@@ -12,7 +12,6 @@ from ..errors import AssistantError, BackendUnavailableError, ConfigError
 from ..types import Choice, Completion
 from .base import Message
 from .choice import to_choice
-from .llms import TOP_LOGPROBS
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -83,7 +82,7 @@ class OpenAIChatModel:
         hint = {"role": "system", "content": "Reply with exactly one of: " + ", ".join(options) + "."}
         request = self._request([*messages, hint], max(4, max(len(o) for o in options)), 0.0, None)
         response = self._with_retries(lambda: self._client.chat.completions.create(
-            **request, logprobs=True, top_logprobs=TOP_LOGPROBS))
+            **request, logprobs=True, top_logprobs=self.settings.model.top_logprobs))
         if not response.choices:
             return to_choice([], options, "")
         first = response.choices[0]

@@ -161,7 +161,7 @@ def _run(root: Path, settings: Settings, loc: IndexLocation, progress: ProgressF
         _collect_garbage(collection, files, loc)
     _clear_dirty(loc)
     _tidy_texts(loc, files)
-    kw = ensure_keyword_index(loc, files, collection)
+    kw = ensure_keyword_index(loc, files, settings, collection)
     report.copy_groups = [[rep] + [f for f in members if f != rep] for rep, members in sorted(kw.copy_groups().items())]
     report.chunks = sum(len(entry.get("ids", [])) for entry in files.values())
     return report
@@ -199,9 +199,11 @@ def stored_chunks(collection: Any, ids: list[str], loc: IndexLocation,
         yield from zip(got["ids"], got["documents"], got["metadatas"])
 
 
-def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], collection: Any = None) -> keyword.KeywordIndex:
+def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], settings: Settings,
+                         collection: Any = None) -> keyword.KeywordIndex:
     """The keyword index for this manifest: loaded from disk, or built from the last one plus the
-    stored texts of the chunks it lacks (all of them when there is no last one)."""
+    stored texts of the chunks it lacks (all of them when there is no last one); `settings.index`
+    says how copies are grouped."""
     version = manifest_version(files)
     found = keyword.load(loc.root, version)
     if found is not None:
@@ -222,7 +224,9 @@ def ensure_keyword_index(loc: IndexLocation, files: dict[str, Any], collection: 
                 yield cid, None, None
             # else: named by the manifest but not in the store (a broken store); left out
 
-    return keyword.build(loc.root, version, rows(), previous=previous)
+    index = settings.index
+    return keyword.build(loc.root, version, rows(), previous=previous, num_perm=index.copies_num_perm,
+                         bands=index.copies_bands, threshold=index.copies_threshold)
 
 
 def _collect_garbage(collection: Any, files: dict[str, Any], loc: IndexLocation, page: int = 5000) -> None:

@@ -3,7 +3,9 @@
 Each file gets a MinHash signature (datasketch) of its word 3-shingles (stemmed content words, so
 a re-punctuated or re-capitalised copy still matches). Candidate pairs come from LSH banding of the
 signatures; a pair whose estimated Jaccard similarity reaches the threshold joins one group. A
-group's representative is its first file by name; retrieval gives a group one prompt slot."""
+group's representative is its first file by name; retrieval gives a group one prompt slot. The
+signature size, bands and threshold are the index settings `copies_num_perm`, `copies_bands` and
+`copies_threshold` (their reasons are beside them in assistant/settings.py)."""
 
 from __future__ import annotations
 
@@ -12,17 +14,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-NUM_PERM = 64
-BANDS = 21  # 21 bands of 3 rows: a pair at Jaccard 0.5 is a candidate with p = 1 - (1 - 0.5^3)^21 = 0.94, at 0.7 p > 0.999
-THRESHOLD = 0.5  # estimated Jaccard of 3-shingles; `benchmarks/COPIES.md` has the BBC measurement
+from ..settings import IndexSettings
+
 _SEED = 1
 
 
-@functools.lru_cache(maxsize=1)
-def _prototype() -> Any:
+@functools.lru_cache(maxsize=2)
+def _prototype(num_perm: int) -> Any:
     from datasketch import MinHash
 
-    return MinHash(num_perm=NUM_PERM, seed=_SEED, hashfunc=int)
+    return MinHash(num_perm=num_perm, seed=_SEED, hashfunc=int)
 
 
 def shingle_hashes(tokens: Sequence[int]) -> np.ndarray:
@@ -34,20 +35,22 @@ def shingle_hashes(tokens: Sequence[int]) -> np.ndarray:
     return (mixed & np.uint64(0xFFFFFFFF)).astype(np.uint32)
 
 
-def signature(tokens: Sequence[int]) -> np.ndarray:
-    """The MinHash signature (NUM_PERM uint32 values) of one article's token ids."""
+def signature(tokens: Sequence[int], num_perm: int = IndexSettings.copies_num_perm) -> np.ndarray:
+    """The MinHash signature (`num_perm` uint32 values) of one article's token ids."""
     from datasketch import MinHash
 
-    proto = _prototype()
-    m = MinHash(num_perm=NUM_PERM, seed=_SEED, hashfunc=int, permutations=proto.permutations, scheme=proto.scheme)
+    proto = _prototype(num_perm)
+    m = MinHash(num_perm=num_perm, seed=_SEED, hashfunc=int, permutations=proto.permutations, scheme=proto.scheme)
     values = np.unique(shingle_hashes(tokens))
     if values.size:
         m.update_batch(values.tolist())
     return np.asarray(m.hashvalues, dtype=np.uint32)
 
 
-def groups(signatures: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
-    """Group number of each row (files in the same group are copies); singletons keep their own row."""
+def groups(signatures: np.ndarray, bands: int = IndexSettings.copies_bands,
+           threshold: float = IndexSettings.copies_threshold) -> np.ndarray:
+    """Group number of each row (files in the same group are copies); singletons keep their own row.
+    The signatures are cut into `bands` bands of equal width (the columns left over are not banded)."""
     n = signatures.shape[0]
     parent = np.arange(n)
 
@@ -59,9 +62,9 @@ def groups(signatures: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
 
     if n < 2:
         return parent
-    rows = NUM_PERM // BANDS
+    rows = signatures.shape[1] // bands
     empty = (signatures == np.iinfo(np.uint32).max).all(axis=1)  # no shingles at all: never a copy
-    for band in range(BANDS):
+    for band in range(bands):
         part = np.ascontiguousarray(signatures[:, band * rows:(band + 1) * rows]).view(np.dtype((np.void, 4 * rows)))
         keys = part.ravel()
         order = np.argsort(keys, kind="stable")

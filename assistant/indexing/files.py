@@ -94,7 +94,7 @@ def chunk_id(rel: str, file_hash: str, chunk_no: int) -> str:
 
 def make_chunks(rel: str, text: str, file_hash: str, title: str, date: str, settings: Settings) -> list[Chunk]:
     """Clean and chunk a document's text into Chunk records."""
-    spans = keep_spans(text)
+    spans = keep_spans(text, settings.index.clean_prose_min_chars, settings.index.clean_ui_min_hits)
     title = title or guess_title(text, spans) or Path(rel).stem
     epoch = date_to_epoch(date)
     return [

@@ -133,11 +133,12 @@ def keyword_root(index_root: Path) -> Path:
 
 
 def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, dict[str, Any] | None]],
-          previous: KeywordIndex | None = None) -> KeywordIndex:
+          previous: KeywordIndex | None = None, *, num_perm: int, bands: int, threshold: float) -> KeywordIndex:
     """Build and save the keyword index for a manifest version from (chunk id, text, metadata) rows.
 
     A row whose text is None is a chunk of `previous`: its tokens and metadata are reused from
-    there, so a changed file costs the tokenising of its own chunks only."""
+    there, so a changed file costs the tokenising of its own chunks only. `num_perm`, `bands` and
+    `threshold` group the copies (the index settings `copies_*`; assistant/indexing/copies.py)."""
     import bm25s
 
     ids: list[bytes] = []
@@ -173,7 +174,7 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
 
         with np.errstate(invalid="ignore", divide="ignore"):  # a corpus of token-less chunks scores 0, not NaN
             bm25.index(Tokenized(ids=corpus, vocab=vocab), show_progress=False)
-    signatures = _signatures(corpus, file_no, list(files), hashes, previous)
+    signatures = _signatures(corpus, file_no, list(files), hashes, previous, num_perm)
     lengths = np.fromiter((len(t) for t in corpus), dtype=np.int64, count=len(corpus))
     offsets = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(lengths)])
     flat = np.fromiter((t for doc in corpus for t in doc), dtype=np.int32, count=int(offsets[-1]))
@@ -190,7 +191,7 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
         np.save(tmp / "epochs.npy", np.array(epochs, dtype=np.int64))
         np.save(tmp / "tokens.npy", flat)
         np.save(tmp / "signatures.npy", signatures)
-        np.save(tmp / "groups.npy", _representatives(list(files), copies.groups(signatures)))
+        np.save(tmp / "groups.npy", _representatives(list(files), copies.groups(signatures, bands, threshold)))
         np.save(tmp / "offsets.npy", offsets)
         with open(tmp / "vocab.json", "w", encoding="utf-8") as fh:
             json.dump(vocab, fh)
@@ -212,7 +213,7 @@ def build(index_root: Path, version: str, rows: Iterable[tuple[str, str | None, 
 
 
 def _signatures(corpus: list[list[int]], file_no: list[int], files: list[str], hashes: list[str],
-                previous: KeywordIndex | None) -> np.ndarray:
+                previous: KeywordIndex | None, num_perm: int) -> np.ndarray:
     """MinHash signature of each file (its chunks' tokens in order); unchanged files keep theirs."""
     reuse: dict[tuple[str, str], np.ndarray] = {}
     if previous is not None and previous.signatures is not None:
@@ -221,10 +222,10 @@ def _signatures(corpus: list[list[int]], file_no: list[int], files: list[str], h
     for tokens, n in zip(corpus, file_no):
         if (files[n], hashes[n]) not in reuse:
             per_file[n].extend(tokens)
-    out = np.empty((len(files), copies.NUM_PERM), dtype=np.uint32)
+    out = np.empty((len(files), num_perm), dtype=np.uint32)
     for n, (rel, digest) in enumerate(zip(files, hashes)):
         old = reuse.get((rel, digest))
-        out[n] = old if old is not None else copies.signature(per_file[n])
+        out[n] = old if old is not None else copies.signature(per_file[n], num_perm)
     return out
 
 

@@ -14,20 +14,28 @@ from typing import TYPE_CHECKING, Any
 from ..backends.cache import CACHE
 from ..reading.cleaning import CLEANING_VERSION
 from ..errors import BackendUnavailableError, ConfigError, IndexLockedError, StoreError
+from ..settings import IndexSettings
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
 SCHEMA_VERSION = "2"  # 2: Snowball stems and a bm25s keyword index beside the store
 MANIFEST = "manifest.json"
+# Index settings that shape what an index holds (cleaning rules, copy groups) but became settings after
+# indexes were built with their values: one enters the hash only when it differs from its default, so
+# an index built with the defaults keeps its folder.
+_HASHED_IF_CHANGED = ("clean_prose_min_chars", "clean_ui_min_hits", "copies_num_perm", "copies_bands",
+                      "copies_threshold")
 
 
 def fingerprint(settings: "Settings") -> str:
-    """Hash of everything that changes vectors: embedder, chunking, cleaning, schema."""
-    key = json.dumps({"embedder": settings.index.embedder, "chunk_size": settings.index.chunk_size,
-                      "chunk_overlap": settings.index.chunk_overlap, "cleaning": CLEANING_VERSION,
-                      "schema": SCHEMA_VERSION}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
+    """Hash of everything that changes what is stored: embedder, chunking, cleaning, copies, schema."""
+    index = settings.index
+    key = {"embedder": index.embedder, "chunk_size": index.chunk_size, "chunk_overlap": index.chunk_overlap,
+           "cleaning": CLEANING_VERSION, "schema": SCHEMA_VERSION}
+    key.update({name: getattr(index, name) for name in _HASHED_IF_CHANGED
+                if getattr(index, name) != getattr(IndexSettings, name)})
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @dataclass

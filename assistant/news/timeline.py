@@ -224,11 +224,11 @@ def _overlaps(event: TimelineEvent, since: str, until: str) -> bool:
     return True
 
 
-def _same_event(a: TimelineEvent, b: TimelineEvent) -> bool:
+def _same_event(a: TimelineEvent, b: TimelineEvent, same_min: float) -> bool:
     if (a.date, a.precision, a.status) != (b.date, b.precision, b.status):
         return False
     x, y = set(content_terms(a.event)), set(content_terms(b.event))
-    return jaccard(x, y) >= 0.5 or bool({c.file for c in a.citations} & {
+    return jaccard(x, y) >= same_min or bool({c.file for c in a.citations} & {
         f for c in b.citations for f in (c.file, *c.copies)})
 
 
@@ -282,7 +282,7 @@ def build_timeline(retriever: "Retriever", llm: ChatModel, topic: str, since: st
             if since or until:
                 if not _overlaps(event, since, until):
                     continue
-            twin = next((e for e in timeline.events if _same_event(e, event)), None)
+            twin = next((e for e in timeline.events if _same_event(e, event, settings.timeline.same_event_min)), None)
             if twin is not None:
                 twin.citations.append(citation)
             else:

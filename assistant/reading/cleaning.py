@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ..settings import IndexSettings
+
 # Bump when the rules change: the version is part of the index fingerprint.
 CLEANING_VERSION = "5"  # 5: HTML pages read with trafilatura; RSS/Atom items are articles
 
@@ -28,21 +30,22 @@ _AD_LINE = re.compile(r"^\s*(Advertisement|ADVERTISEMENT|Ad|Story continues belo
 # YAML front matter of Markdown files is metadata (read by the loader), not prose.
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n---[ \t]*(\r?\n|\Z)", re.S)
 _CAPTION_CREDIT = re.compile(r"\((Kyodo|Reuters|AP|AFP|Xinhua|Getty Images|EPA|Bloomberg|File photo)\)\s*$", re.I)
-_PROSE_MIN = 200
 
 
-def _is_ui_line(line: str) -> bool:
+def _is_ui_line(line: str, min_hits: int) -> bool:
     hits = len(_UI_WORDS.findall(line))
     sentence_like = re.search(r"[a-z]{3,}[.!?](\s|$)", line) and len(line.split()) > 6
-    return hits >= 3 and not sentence_like
+    return hits >= min_hits and not sentence_like
 
 
 def _is_caption(line: str) -> bool:
     return len(line) < 200 and bool(_CAPTION_CREDIT.search(line))
 
 
-def keep_spans(text: str) -> list[tuple[int, int]]:
-    """Return [start, end) spans of `text` that hold article prose, in order.
+def keep_spans(text: str, prose_min: int = IndexSettings.clean_prose_min_chars,
+               ui_min_hits: int = IndexSettings.clean_ui_min_hits) -> list[tuple[int, int]]:
+    """Return [start, end) spans of `text` that hold article prose, in order (`prose_min` and
+    `ui_min_hits`: the settings `clean_prose_min_chars` and `clean_ui_min_hits`).
 
     Consecutive kept lines merge into one span, so a span never jumps over removed text.
     """
@@ -59,15 +62,15 @@ def keep_spans(text: str) -> list[tuple[int, int]]:
             continue  # blank lines neither break nor start a span
         drop = False
         if in_promo:
-            if len(line) >= _PROSE_MIN:
+            if len(line) >= prose_min:
                 in_promo = False
             else:
                 drop = True
         if not drop and _PROMO_START.match(line):
             in_promo, drop = True, True
         if not drop:
-            drop = (_is_ui_line(line) or _is_caption(line) or bool(_AD_LINE.match(line))
-                    or bool(_PROMO_LINE.search(line) and len(line) < _PROSE_MIN))
+            drop = (_is_ui_line(line, ui_min_hits) or _is_caption(line) or bool(_AD_LINE.match(line))
+                    or bool(_PROMO_LINE.search(line) and len(line) < prose_min))
         if drop:
             if current:
                 spans.append((current[0], current[1]))

@@ -19,12 +19,10 @@ from typing import Sequence
 
 from ..indexing.chunking import split_sentences
 from ..labels import Source
+from ..settings import EvidenceSettings
 from .injection import addresses_the_assistant
 from ..text_utils import content_terms
 from ..types import Passage
-
-# Characters per prompt token, for the budget (Qwen's tokenizer on English news: ~4).
-CHARS_PER_TOKEN = 4.0
 
 
 @dataclass(frozen=True)
@@ -105,11 +103,9 @@ class Scored:
     score: float = 0.0
 
 
-# Feature weights of the sentence score (a logistic model fitted on BBC dev; evals/README.md).
-WEIGHTS: dict[str, float] = {
-    "dense": 2.946, "coverage": 2.746, "chunk_rank": 1.868, "file_rank": 1.04, "in_chunk": -0.01,
-    "neighbour": 0.336, "lead": -1.108, "bias": -6.905,
-}
+# Feature weights of the sentence score: the setting `evidence_weights` (a logistic model fitted on BBC
+# dev; evals/README.md).
+WEIGHTS: dict[str, float] = dict(EvidenceSettings.weights)
 
 
 def features(sentences: Sequence[Sentence], sims: Sequence[float], question_terms: dict[str, float],
@@ -140,9 +136,9 @@ def score(items: list[Scored], weights: dict[str, float] | None = None) -> list[
     return sorted(items, key=lambda i: -i.score)
 
 
-def tokens_of(text: str) -> int:
-    """Estimated prompt tokens of a text."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+def tokens_of(text: str, chars_per_token: float = EvidenceSettings.chars_per_token) -> int:
+    """Estimated prompt tokens of a text (`chars_per_token`: the setting `evidence_chars_per_token`)."""
+    return math.ceil(len(text) / chars_per_token)
 
 
 @dataclass(frozen=True)
@@ -157,6 +153,7 @@ class Budget:
     # A following sentence comes with its pick only when the two fit in this many tokens: long
     # sentences (the sample's run to ~40 tokens each, BBC's ~25) would double a pick's cost.
     after_max_tokens: int = 0  # 0: no cap
+    chars_per_token: float = EvidenceSettings.chars_per_token
 
 
 def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budget) -> list[list[Sentence]]:
@@ -185,16 +182,18 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
         have = chosen.setdefault(s.file, set())
         # A pick already in as another pick's context still brings its own context after it.
         followers = range(s.position + 1, min(s.position + budget.after + 1, len(sentences)))
-        wanted = [s.position] + [p for p in followers if _pair_fits(s, sentences[p], budget.after_max_tokens)]
+        wanted = [s.position] + [p for p in followers if _pair_fits(s, sentences[p], budget)]
         wanted = [p for p in wanted if 0 <= p < len(sentences) and p not in have and _usable(sentences[p])]
         if not wanted:
             continue
-        cost = sum(tokens_of(sentences[p].text) + 1 for p in wanted)
+        cost = sum(tokens_of(sentences[p].text, budget.chars_per_token) + 1 for p in wanted)
         if s.file not in files_used:
-            cost += tokens_of(articles[s.file].title) + 12  # the heading line: file, headline, date
+            # the heading line: file, headline, date
+            cost += tokens_of(articles[s.file].title, budget.chars_per_token) + 12
         if spent + cost > budget.tokens:
             if not order:
-                wanted, cost = [s.position], tokens_of(s.text)  # the best sentence always goes in
+                # the best sentence always goes in
+                wanted, cost = [s.position], tokens_of(s.text, budget.chars_per_token)
             else:
                 continue
         if s.position in have:
@@ -209,7 +208,7 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
             p = pos - back
             sentences = by_file[file]
             if p >= 0 and p not in chosen[file] and _usable(sentences[p]):
-                cost = tokens_of(sentences[p].text) + 1
+                cost = tokens_of(sentences[p].text, budget.chars_per_token) + 1
                 if spent + cost <= budget.tokens:
                     chosen[file].add(p)
                     spent += cost
@@ -229,9 +228,10 @@ def select(ranked: Sequence[Scored], articles: dict[str, Article], budget: Budge
     return [run for _, run in runs]
 
 
-def _pair_fits(pick: Sentence, follower: Sentence, cap: int) -> bool:
+def _pair_fits(pick: Sentence, follower: Sentence, budget: Budget) -> bool:
     """May `follower` come as context after this pick: no cap, or the two fit in it?"""
-    return not cap or tokens_of(pick.text) + tokens_of(follower.text) <= cap
+    cap, per = budget.after_max_tokens, budget.chars_per_token
+    return not cap or tokens_of(pick.text, per) + tokens_of(follower.text, per) <= cap
 
 
 def _best(run: list[Sentence], rank: dict[tuple[str, int], int]) -> int:

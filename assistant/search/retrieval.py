@@ -132,7 +132,7 @@ class Retriever:
             # Mid-run the manifest moves on every commit: keep the last whole keyword index (its
             # chunks of changed files are masked out) and let the run build the new one at its end.
             return keyword.load(self.loc.root)
-        return ensure_keyword_index(self.loc, files)
+        return ensure_keyword_index(self.loc, files, self.settings)
 
     def _indexing_now(self) -> bool:
         from ..indexing.locks import lock_held
@@ -213,6 +213,7 @@ class Retriever:
             return passages
         kept: list[Passage] = []
         terms: list[set[str]] = []
+        same_min = self.settings.retrieval.copy_same_text_min
         for p in passages:
             rep = state.group_of.get(p.file)
             mine = set(content_terms(p.text))
@@ -220,7 +221,7 @@ class Retriever:
                 p = replace(p, copies=tuple(f for f in state.groups[rep] if f != p.file))
             twin = next((n for n, (q, seen) in enumerate(zip(kept, terms)) if rep is not None
                          and self.settings.retrieval.group_copies and state.group_of.get(q.file) == rep
-                         and q.file != p.file and jaccard(mine, seen) >= 0.5), None)
+                         and q.file != p.file and jaccard(mine, seen) >= same_min), None)
             if twin is None:
                 kept.append(p)
                 terms.append(mine)

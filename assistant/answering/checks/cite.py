@@ -7,7 +7,7 @@ sentence gives is in them (dates and numbers are what answers get wrong, so the 
 never count; "the two other executives" repeats a question's words, and the support check, not
 this one, judges whether a number in words is right), every name
 (NER: people, organisations, places, events) it gives is in them or in the question, and they
-hold at least half of its content words.
+hold at least `cite_overlap_min` (a checks setting; half) of its content words.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Sequence
 
 from ...backends import ner
 from ...labels import Source, blank_labels
+from ...settings import CheckSettings
 from ...text_utils import MONTHS, content_terms
 from ..citations import lexical_support
 from .question import TOPICAL, Question
@@ -25,7 +26,8 @@ from .rules import figures
 _MONTH = re.compile(r"\b(" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r")\b", re.I)
 
 
-def carried(q: Question, sentence: str, cited: Sequence[Source], use_ner: bool, overlap_min: float = 0.5) -> bool:
+def carried(q: Question, sentence: str, cited: Sequence[Source], use_ner: bool,
+            overlap_min: float = CheckSettings.cite_overlap_min) -> bool:
     """Do these sources together carry the sentence (its figures, months and names, and `overlap_min`
     of its content words; the setting `cite_overlap_min`)?"""
     text = " ".join(s.evidence for s in cited)
@@ -51,7 +53,7 @@ def _months(text: str) -> set[str]:
 
 
 def labels_for(q: Question, sentence: str, labels: Sequence[str], sources: Sequence[Source],
-               use_ner: bool, overlap_min: float = 0.5) -> list[str]:
+               use_ner: bool, overlap_min: float = CheckSettings.cite_overlap_min) -> list[str]:
     """Labels to add to a sentence: for one that cites nothing, the source (or pair of sources)
     that carries it; for one whose cited sources do not carry it, another source that completes
     them. Empty when none does."""
