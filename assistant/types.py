@@ -83,7 +83,7 @@ class Citation:
 
 
 class Check(StrEnum):
-    """The name of every verdict an answer can get. The first seven are checks (`CHECKS`), each of
+    """The name of every verdict an answer can get. The checks (`CHECKS`) are the first seven and `subject`, each of
     which `ASSISTANT_CHECKS_OFF` can switch off for an ablation; the rest record how the pipeline
     itself ended or what a traced run measured. Members are strings, so records stay plain JSON."""
 
@@ -94,6 +94,7 @@ class Check(StrEnum):
     ADDRESSES = "addresses"
     PICKED = "picked"
     CITE = "cite"  # a sentence the model left unlabelled (or mis-cited) gets the source that carries it
+    SUBJECT = "subject"  # the articles the answer cites name the people, organisations, events asked about
     RETRIEVAL = "retrieval"  # no passage matched
     MODEL_DECLINED = "model_declined"  # the model wrote that the sources do not say
     SUPPORTED_ANY = "supported_any"  # every sentence was withheld
@@ -101,7 +102,7 @@ class Check(StrEnum):
 
 
 CHECKS = (Check.ENTITIES, Check.ANSWERABLE, Check.NUMBERS, Check.SUPPORTED, Check.ADDRESSES, Check.PICKED,
-          Check.CITE)
+          Check.CITE, Check.SUBJECT)
 
 
 @dataclass(frozen=True)

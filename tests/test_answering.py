@@ -414,7 +414,7 @@ def test_the_fake_model_answering_an_answerable_question_is_not_declined(setting
     assert answer.citations and answer.sources
     assert answer.prompt_tokens > 0
     assert {"retrieve_s", "generate_s", "total_s"} <= set(answer.timings)
-    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses"]
+    assert [v.name for v in answer.verdicts] == ["entities", "answerable", "numbers", "supported", "addresses", "subject"]
     assert all(v.passed for v in answer.verdicts)
     assert len(model.choice_requests) == 2, "the gate and one support check (the pick check is off by default)"
     picking = Assistant(settings.with_(pick_check=True)).ask(ASTELLAS_Q)

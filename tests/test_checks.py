@@ -194,7 +194,7 @@ def test_a_switched_off_check_is_not_run(bbc: Settings) -> None:
     model = _queue(off).enqueue("Claxton set a British record of 7.96 seconds [S1].")
     answer = Assistant(off).ask("What time did Sarah Claxton run to set the British record?")
     assert not answer.declined and model.choice_requests == []
-    assert {v.name for v in answer.verdicts} <= {"entities", "numbers", "addresses"}
+    assert {v.name for v in answer.verdicts} <= {"entities", "numbers", "addresses", "subject"}
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -501,3 +501,48 @@ def test_a_name_the_question_gives_is_not_an_answer_when_written_longer() -> Non
     # BBC: a new name passes.
     bbc_q = understand("Who replaced David Moyes as manager?")
     assert addresses(bbc_q, "Walter Smith replaced David Moyes [S1].").passed
+
+
+# -- the subject: the cited articles name what the question is about --------------------------------
+def _text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_an_answer_cited_from_an_article_that_never_names_the_question_subject_fails_on_the_sample() -> None:
+    q = understand("Who was China's foreign minister when Takeshi Iwaya visited Beijing in December 2024?")
+    about_2023 = _text(SAMPLE / "000_ab41fa749cc5eede.txt")  # Hayashi's 2023 visit: no Iwaya in it
+    about_2024 = _text(SAMPLE / "003_f17476cd56e4653e.txt")
+    failed = checks.subject_cited(q, [about_2023])
+    assert not failed.passed and "Takeshi Iwaya" in failed.reason and failed.score == 0.0
+    assert checks.subject_cited(q, [about_2024]).passed
+    assert checks.subject_cited(q, [about_2023, about_2024]).passed  # one cited article naming it is enough
+    # A surname alone counts (a first name spelt another way must not decline by itself).
+    assert checks.subject_cited(q, ["Iwaya met Wang Yi in Beijing."]).passed
+    # Places and nationalities are not required: "Beijing" alone is never the missing subject.
+    place = checks.subject_cited(understand("Which minister visited Beijing in April 2023?"), ["Tokyo talks."])
+    assert place.passed and place.score is None
+
+
+def test_an_answer_cited_from_another_bbc_story_fails_and_its_own_story_passes() -> None:
+    q = understand("How fast did Sarah Claxton run the 60m hurdles to set the British record?")
+    beattie = _text(BBC / "sport" / "097.txt")  # an Everton story
+    claxton = _text(BBC / "sport" / "001.txt")
+    failed = checks.subject_cited(q, [beattie])
+    assert not failed.passed and "Sarah Claxton" in failed.reason
+    assert checks.subject_cited(q, [claxton]).passed
+    assert checks.subject_cited(q, []).passed  # nothing cited: the support checks decide
+
+
+def test_the_subject_check_declines_a_swapped_name_through_ask_and_can_be_switched_off(plain_sample: Settings) -> None:
+    question = "Who was China's foreign minister when Takeshi Iwaya visited Beijing in December 2024?"
+    sources = Assistant(plain_sample).gather(question).sources
+    wrong = next(s for s in sources if "Iwaya" not in _text(SAMPLE / s.file))
+    reply = f"Qin Gang was China's foreign minister when Takeshi Iwaya visited Beijing [{wrong.label}]."
+    _queue(plain_sample).enqueue_choice("1", 0.9).enqueue(reply).enqueue_choice("yes", 0.9)
+    answer = Assistant(plain_sample).ask(question)
+    assert answer.declined and answer.decline_reason == "subject"
+    off = plain_sample.with_(checks_off=frozenset({"subject", "picked"}))
+    _queue(off).enqueue_choice("1", 0.9).enqueue(reply).enqueue_choice("yes", 0.9)
+    kept = Assistant(off).ask(question)
+    assert not kept.declined and "Qin Gang" in kept.answer
+    assert not any(v.name == "subject" for v in kept.verdicts)

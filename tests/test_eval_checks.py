@@ -43,6 +43,11 @@ def test_switching_a_check_off_re_decides_from_the_recorded_verdicts() -> None:
                         {"name": "numbers", "passed": False, "score": 0.0, "subject": "She won 40,000 pounds."}]
     assert decide(rec, shipped)[1] == "Claxton won the AAAs title."
     assert decide(rec, Config(frozenset({"numbers"}), 0.3, 0.5))[1] == "Claxton won the AAAs title. She won 40,000 pounds."
+    # An answer cited from articles that never name the question's subject declines unless that check is off.
+    rec = _record(True, 0.1, [("Claxton won the AAAs title.", 0.9)], ["AAAs title"])
+    rec["verdicts"].append({"name": "subject", "passed": False, "score": 0.0, "subject": ""})
+    assert decide(rec, shipped) == (True, "")
+    assert decide(rec, Config(frozenset({"subject"}), 0.3, 0.5)) == (False, "Claxton won the AAAs title.")
 
 
 def test_the_gate_sweep_trades_wrong_declines_for_declined_unanswerables() -> None:
@@ -112,7 +117,7 @@ def test_a_bbc_eval_run_reports_decline_reasons_ablations_sweeps_and_chats(bbc_s
     assert chat_records[1]["standalone_question"], "the follow-up was rewritten"
     assert sum(summary["decline_reasons"].values()) == summary["n_declined"]
     assert {row["off"][0] for row in summary["ablation"] if len(row["off"]) == 1} == \
-        {"entities", "answerable", "numbers", "supported", "addresses", "picked"}
+        {"entities", "answerable", "numbers", "supported", "addresses", "picked", "subject"}
     assert len(summary["sweep_gate"]) == 20 and len(summary["sweep_support"]) == 20
     markdown = (report.run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Ablation" in markdown and "## Decline reasons and checks" in markdown and "## Chat conversations" in markdown

@@ -292,6 +292,12 @@ class Assistant:
             yield answer.answer
         yield answer
 
+    def _cited_texts(self, kept: list[str], evidence: Evidence) -> list[str]:
+        """The stored text of each article the kept sentences cite (for the subject check)."""
+        by_label = {s.label: s.file for s in evidence.sources}
+        files = [by_label[lab] for sentence in kept for lab in labels_in(sentence) if lab in by_label]
+        return [a.full_text() for a in self.retriever.articles(files).values()] if files else []
+
     def _declined(self, question: str, evidence: Evidence, judged: checks.Judged, timings: dict[str, float],
                   t0: float, draft: str = "") -> Answer:
         timings["total_s"] = time.perf_counter() - t0
@@ -327,7 +333,7 @@ class Assistant:
             (claims.kept if ok else claims.refused).append(sentence)
         timings["support_s"] = time.perf_counter() - t2
         draft = " ".join(resolution.cited_sentences)
-        judge.after(q, claims, draft, messages, evidence.sources, judged)
+        judge.after(q, claims, draft, messages, evidence.sources, judged, self._cited_texts(claims.kept, evidence))
         if judged.first_failure() is not None:
             return self._declined(question, evidence, judged, timings, t0, draft=draft)
         composed = compose(q, claims.kept, resolution.citations, evidence.sources,

@@ -55,6 +55,9 @@ def decide(record: dict[str, Any], config: Config, ner: bool = True) -> tuple[bo
     question = _understood(record["question"], config.kind, ner)
     if Check.ADDRESSES not in config.off and not addresses(question, text).passed:
         return True, ""
+    # The subject verdict was taken on the sentences the shipped thresholds kept (as the pick's was).
+    if Check.SUBJECT not in config.off and any(not v["passed"] for v in _verdicts(record, Check.SUBJECT)):
+        return True, ""
     pick = _verdicts(record, Check.PICKED)
     if Check.PICKED not in config.off and pick and pick[0]["score"] is not None:
         if pick[0]["score"] >= config.pick_none_max:

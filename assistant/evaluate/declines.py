@@ -51,7 +51,7 @@ def signals(record: dict[str, Any]) -> dict[str, float]:
 
 # The checks that decline a whole answer; the rule stands in for them. The per-sentence checks
 # (a figure no source states, a sentence its source does not support) still withhold sentences.
-WHOLE = frozenset({"entities", "answerable", "addresses", "picked"})
+WHOLE = frozenset({"entities", "answerable", "addresses", "subject", "picked"})
 
 
 def _kept(record: dict[str, Any]) -> tuple[bool, str]:

@@ -8,7 +8,8 @@ sentence (a failure withholds that sentence) and which decline the answer, and w
   cite      a sentence of the draft with no label (or a label whose source does not carry it)
             gets the source that carries it (`cite.labels_for`)
   claims    per sentence of the draft: numbers_found -> supported
-  after     addresses (and, traced, addresses on the whole draft) -> picked (when switched on)
+  after     addresses (and, traced, addresses on the whole draft) -> subject (the cited articles
+            name what the question is about) -> picked (when switched on)
 
 With `trace` every check runs even after one has declined (an eval then measures each check on
 and off from one run); the decision is the same. `Settings.checks_off` switches a check off.
@@ -26,7 +27,7 @@ from ...labels import Source
 from .cite import labels_for
 from .judge import answerable, pick, supported
 from .question import Question
-from .rules import Disagreement, addresses, disagreement, entities_found, numbers_found, picked
+from .rules import Disagreement, addresses, disagreement, entities_found, numbers_found, picked, subject_cited
 from .verdicts import Verdict
 
 # Checks that judge one sentence: a failure withholds that sentence, not the answer.
@@ -133,9 +134,10 @@ class Judge:
         return supported(self.llm, messages, sentence, plain, [label], self.settings.checks.support_min).passed
 
     def after(self, q: Question, claims: Claims, draft: str, messages: list[Message],
-              sources: Sequence[Source], judged: Judged) -> None:
+              sources: Sequence[Source], judged: Judged, cited_texts: Sequence[str] = ()) -> None:
         """The checks on what is left of the answer: something supported is left, it gives what
-        was asked for, and (when switched on) it names what the model picks from the sources."""
+        was asked for, the articles it cites (`cited_texts`) name what the question is about, and
+        (when switched on) it names what the model picks from the sources."""
         if self.trace and self.on(Check.ADDRESSES):
             # The answer-type verdict on the draft too, so an ablation without the support check can be scored.
             v = addresses(q, draft)
@@ -148,6 +150,8 @@ class Judge:
         kept = " ".join(claims.kept)
         if self.on(Check.ADDRESSES):
             judged.verdicts.append(addresses(q, kept))
+        if self.on(Check.SUBJECT) and self.ner and (judged.first_failure() is None or self.trace):
+            judged.verdicts.append(subject_cited(q, cited_texts))
         if self.settings.checks.pick_check and self.on(Check.PICKED) and (judged.first_failure() is None or self.trace):
             choice = pick(self.llm, messages, q, sources, self.settings.checks.pick_max_options)
             judged.verdicts.append(picked(q, kept, choice, self.settings.checks.pick_none_max))

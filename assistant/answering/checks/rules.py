@@ -55,6 +55,30 @@ def entities_found(question: Question, passages: Sequence[Passage], required: fr
     return Verdict(Check.ENTITIES, True, score, "every name in the question appears in the passages")
 
 
+# The names the articles an answer cites must mention: the question's people, organisations, events,
+# places built by people, works, products and laws. Places and nationalities are not required: an
+# article names them in other ways ("UK" and "Britain"), and on BBC dev requiring places too declined 4
+# right answers to catch 4 more wrong ones (evals/README.md, "The subject check").
+SUBJECT = TOPICAL - {"NORP", "GPE", "LOC"}
+
+
+def subject_cited(question: Question, cited_texts: Sequence[str], required: frozenset[str] = SUBJECT) -> Verdict:
+    """Do the articles the answer cites mention the names the question is about? A name of which no
+    cited article holds a single word (a surname alone counts, so a spelling variant of a first name
+    does not decline) means the answer was taken from a story about something else: "Qin Gang" as
+    the minister at a 2024 visit, cited from a 2023 article that never names the 2024 visitor."""
+    topics = tuple(dict.fromkeys(e.text for e in question.entities if e.label in required))
+    if not topics or not cited_texts:
+        return Verdict(Check.SUBJECT, True, None, "the question names no person, organisation or event to look for")
+    words = set().union(*(set(content_terms(t)) for t in cited_texts))
+    missing = [t for t in topics if (terms := set(content_terms(t))) and not terms & words]
+    score = 1.0 - len(missing) / len(topics)
+    if missing:
+        names = ", ".join(f'"{t}"' for t in missing)
+        return Verdict(Check.SUBJECT, False, score, f"no article the answer cites mentions {names}")
+    return Verdict(Check.SUBJECT, True, score, "the cited articles mention every name the question is about")
+
+
 def figures(text: str, digits_only: bool = False) -> set[float]:
     """The numeric values a text states: "26,500" and "1.2bn" and "two" and "twenty-five", each as
     written and, with a scale word, scaled too ("1.2bn" gives 1.2 and 1.2e9). `digits_only` leaves
