@@ -57,8 +57,8 @@ def entities_found(question: Question, passages: Sequence[Passage], required: fr
 
 # The names the articles an answer cites must mention: the question's people, organisations, events,
 # places built by people, works, products and laws. Places and nationalities are not required: an
-# article names them in other ways ("UK" and "Britain"), and on BBC dev requiring places too declined 4
-# right answers to catch 4 more wrong ones (evals/README.md, "The subject check").
+# article names them in other ways ("UK" and "Britain"), and on half of BBC dev requiring places too
+# declined one more right answer and stopped no more wrong ones (evals/reports/20261207_subject_check/).
 SUBJECT = TOPICAL - {"NORP", "GPE", "LOC"}
 
 
