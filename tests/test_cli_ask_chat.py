@@ -240,7 +240,7 @@ def test_ask_json_carries_the_decline_reason_and_every_checks_verdict(env) -> No
 
     assert answered["decline_reason"] == "" and answered["declined"] is False
     names = [v["name"] for v in answered["verdicts"]]
-    assert names[:2] == ["entities", "answerable"] and "supported" in names and names[-1] == "addresses"
+    assert names[:2] == ["entities", "answerable"] and "supported" in names and names[-2:] == ["addresses", "subject"]
     assert all(v["passed"] for v in answered["verdicts"])
     for v in answered["verdicts"] + declined["verdicts"]:
         assert set(v) == {"name", "passed", "score", "reason", "threshold", "subject"}
