@@ -37,12 +37,14 @@ BBC = REPO.parent / "shared" / "corpora" / "bbc"
 QUESTIONS = REPO / "evals" / "datasets" / "bbc_dev.jsonl"
 sys.path.insert(0, str(REPO))
 
+# Cold start and warm search in a new process: argv is the spawn time, the settings as JSON (keys of
+# `Settings`) and the questions. bench_scaleout.py runs it too.
 PROBE = r"""
-import json, os, resource, sys, time
+import json, resource, sys, time
 t0 = float(sys.argv[1])
 from assistant.search.retrieval import get_retriever
 from assistant.settings import Settings
-settings = Settings.from_env(environ={}, index_dir=sys.argv[2], embedder="fake:hash")
+settings = Settings.from_env(environ={}, **json.loads(sys.argv[2]))
 questions = json.loads(sys.argv[3])
 retriever = get_retriever(settings)
 first = retriever.search(questions[0], k=10)
@@ -51,10 +53,11 @@ for q in questions[:5]:
     retriever.search(q, k=10)
 times = []
 for q in questions:
-    s = time.perf_counter(); hits = retriever.search(q, k=10); times.append(time.perf_counter() - s)
+    s = time.perf_counter(); retriever.search(q, k=10); times.append(time.perf_counter() - s)
 times.sort()
-print(json.dumps({"cold_start_s": cold, "first_hits": len(first), "warm_p50_ms": 1000 * times[len(times) // 2],
-                  "warm_p95_ms": 1000 * times[int(len(times) * 0.95)], "queries": len(times),
+print(json.dumps({"cold_start_s": cold, "first_hits": len(first), "first_top3": [p.file for p in first[:3]],
+                  "warm_p50_ms": 1000 * times[len(times) // 2],
+                  "warm_p95_ms": 1000 * times[min(len(times) - 1, int(len(times) * 0.95))], "queries": len(times),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -74,7 +77,8 @@ def _articles() -> list[str]:
 def _probe(index_dir: Path, root: Path = REPO) -> dict:
     """Cold start, warm search and peak RSS in a new process running the code under `root`."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
-    out = subprocess.run([sys.executable, "-c", PROBE, repr(time.time()), str(index_dir), json.dumps(_questions())],
+    settings = json.dumps({"index_dir": str(index_dir), "embedder": "fake:hash"})
+    out = subprocess.run([sys.executable, "-c", PROBE, repr(time.time()), settings, json.dumps(_questions())],
                          capture_output=True, text=True, cwd=root, env=env)
     if out.returncode:
         raise SystemExit(out.stderr[-2000:])

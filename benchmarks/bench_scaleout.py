@@ -55,6 +55,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench_scale import PROBE  # cold start and warm search in a new process, settings as JSON
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -83,30 +85,6 @@ report = build_index(corpus, settings=settings, embedder=embedder)
 seconds = time.perf_counter() - started
 print(json.dumps({"embedder_ready_s": ready, "seconds": seconds, "chunks": report.chunks, "files": report.added,
                   "embedded_chunks": report.embedded_chunks,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-# Cold start and warm search in a new process: bench_scale.py's PROBE, with the settings given as
-# JSON (its probe is fixed to a local index of the fake:hash embedder) and `Retriever(settings)`.
-PROBE = r"""
-import json, resource, sys, time
-t0 = float(sys.argv[1])
-from assistant.search.retrieval import Retriever
-from assistant.settings import Settings
-settings = Settings.from_env(environ={}, **json.loads(sys.argv[2]))
-questions = json.loads(sys.argv[3])
-retriever = Retriever(settings)
-first = retriever.search(questions[0], k=10)
-cold = time.time() - t0
-for q in questions[:5]:
-    retriever.search(q, k=10)
-times = []
-for q in questions:
-    s = time.perf_counter(); retriever.search(q, k=10); times.append(time.perf_counter() - s)
-times.sort()
-print(json.dumps({"cold_start_s": cold, "first_hits": len(first), "first_top3": [p.file for p in first[:3]],
-                  "warm_p50_ms": 1000 * times[len(times) // 2],
-                  "warm_p95_ms": 1000 * times[min(len(times) - 1, int(len(times) * 0.95))], "queries": len(times),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

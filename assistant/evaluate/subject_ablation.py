@@ -21,22 +21,18 @@ from ..answering.checks import subject_cited, understand
 from ..answering.checks.rules import SUBJECT
 
 
-def _truthy(value: Any) -> bool:
-    return value is True or value == "True" or value == 1
-
-
 def run(runs: list[str], corpus: Path, labels: frozenset[str] = SUBJECT) -> dict[str, Any]:
     """The cases the check would decline, and the counts by what the answer was."""
     rows, counts = [], {"right_answer": 0, "wrong_answer": 0, "answered_to_decline": 0}
     declined = dict(counts)
     for run_dir in runs:
         for record in map(json.loads, (Path(run_dir) / "cases.jsonl").read_text(encoding="utf-8").splitlines()):
-            if record.get("chat") or _truthy(record.get("declined")):
+            if record.get("chat") or record["declined"]:
                 continue
             texts = [(corpus / f).read_text(encoding="utf-8", errors="replace") for f in record.get("cited_files", [])]
             verdict = subject_cited(understand(record["question"]), texts, required=labels)
-            kind = ("answered_to_decline" if not _truthy(record["answerable"])
-                    else "right_answer" if _truthy(record.get("correct")) else "wrong_answer")
+            kind = ("answered_to_decline" if not record["answerable"]
+                    else "right_answer" if record["correct"] else "wrong_answer")
             counts[kind] += 1
             if not verdict.passed:
                 declined[kind] += 1

@@ -43,11 +43,10 @@ REQUIRED = TOPICAL - {"NORP"}
 def entities_found(question: Question, passages: Sequence[Passage], required: frozenset[str] = REQUIRED) -> Verdict:
     """Is every name the question is about (NER labels in `required`: people, organisations,
     places, events) in some passage?"""
-    topics = tuple(dict.fromkeys(e.text for e in question.entities if e.label in required))
+    topics = _names(question, required)
     if not topics:
         return Verdict(Check.ENTITIES, True, None, "the question names no entity to look for")
-    words = set().union(*(set(content_terms(p.text)) for p in passages)) if passages else set()
-    missing = [t for t in topics if content_terms(t) and not set(content_terms(t)) <= words]
+    missing = _unmentioned(topics, [p.text for p in passages], whole=True)
     score = 1.0 - len(missing) / len(topics)
     if missing:
         names = ", ".join(f'"{t}"' for t in missing)
@@ -67,16 +66,28 @@ def subject_cited(question: Question, cited_texts: Sequence[str], required: froz
     cited article holds a single word (a surname alone counts, so a spelling variant of a first name
     does not decline) means the answer was taken from a story about something else: "Qin Gang" as
     the minister at a 2024 visit, cited from a 2023 article that never names the 2024 visitor."""
-    topics = tuple(dict.fromkeys(e.text for e in question.entities if e.label in required))
+    topics = _names(question, required)
     if not topics or not cited_texts:
         return Verdict(Check.SUBJECT, True, None, "the question names no person, organisation or event to look for")
-    words = set().union(*(set(content_terms(t)) for t in cited_texts))
-    missing = [t for t in topics if (terms := set(content_terms(t))) and not terms & words]
+    missing = _unmentioned(topics, cited_texts, whole=False)
     score = 1.0 - len(missing) / len(topics)
     if missing:
         names = ", ".join(f'"{t}"' for t in missing)
         return Verdict(Check.SUBJECT, False, score, f"no article the answer cites mentions {names}")
     return Verdict(Check.SUBJECT, True, score, "the cited articles mention every name the question is about")
+
+
+def _names(question: Question, labels: frozenset[str]) -> tuple[str, ...]:
+    """The question's names with these NER labels, each once, in order."""
+    return tuple(dict.fromkeys(e.text for e in question.entities if e.label in labels))
+
+
+def _unmentioned(names: Sequence[str], texts: Sequence[str], whole: bool) -> list[str]:
+    """The names these texts do not mention, by stemmed content words: every word of the name
+    (`whole`) or at least one of them. A name of no content word is never missing."""
+    words = set().union(*(set(content_terms(t)) for t in texts)) if texts else set()
+    return [n for n in names if (terms := set(content_terms(n)))
+            and not (terms <= words if whole else terms & words)]
 
 
 def figures(text: str, digits_only: bool = False) -> set[float]:
